@@ -1,0 +1,3 @@
+DROP TABLE news;
+DROP TABLE user_credentials;
+DROP TABLE users;

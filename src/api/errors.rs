@@ -1,0 +1,114 @@
+//! `Errors<S>`: a handler's error type that declares, in the spec, exactly the problem+json
+//! statuses `S` lists. poem-openapi would otherwise document no error at all.
+
+use std::marker::PhantomData;
+
+use diesel_async::pooled_connection::deadpool::PoolError;
+use poem_openapi::{
+    ApiResponse,
+    registry::{MetaHeader, MetaMediaType, MetaResponse, MetaResponses, Registry},
+    types::Type,
+};
+
+use crate::error::{ApiError, PROBLEM_JSON, Problem};
+
+/// The statuses an operation can fail with.
+pub trait ErrorStatuses: Send + Sync + 'static {
+    /// In ascending order, as they appear in the spec.
+    const STATUSES: &'static [u16];
+}
+
+/// Declares marker types for [`ErrorStatuses`]: `statuses!(SignupErrors: 400, 409);`.
+macro_rules! error_statuses {
+    ($($name:ident: $($status:literal),+;)+) => {$(
+        /// The statuses this operation can fail with.
+        pub enum $name {}
+        impl $crate::api::errors::ErrorStatuses for $name {
+            const STATUSES: &'static [u16] = &[$($status),+];
+        }
+    )+};
+}
+pub(crate) use error_statuses;
+
+/// An error from an operation that can fail with the statuses of `S`.
+pub struct Errors<S>(ApiError, PhantomData<S>);
+
+impl<S> From<ApiError> for Errors<S> {
+    fn from(err: ApiError) -> Self {
+        Self(err, PhantomData)
+    }
+}
+
+impl<S> From<diesel::result::Error> for Errors<S> {
+    fn from(err: diesel::result::Error) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl<S> From<PoolError> for Errors<S> {
+    fn from(err: PoolError) -> Self {
+        ApiError::from(err).into()
+    }
+}
+
+impl<S> From<Errors<S>> for poem::Error {
+    fn from(err: Errors<S>) -> Self {
+        err.0.into()
+    }
+}
+
+impl<S: ErrorStatuses> ApiResponse for Errors<S> {
+    fn meta() -> MetaResponses {
+        MetaResponses {
+            responses: S::STATUSES
+                .iter()
+                .map(|&status| problem_meta(status))
+                .collect(),
+        }
+    }
+
+    fn register(registry: &mut Registry) {
+        Problem::register(registry);
+    }
+}
+
+fn problem_meta(status: u16) -> MetaResponse {
+    let headers = match status {
+        401 => vec![MetaHeader {
+            name: "WWW-Authenticate".to_string(),
+            description: Some("The authentication scheme (RFC 6750)".to_string()),
+            required: true,
+            deprecated: false,
+            schema: String::schema_ref(),
+        }],
+        _ => Vec::new(),
+    };
+    MetaResponse {
+        description: describe(status),
+        status: Some(status),
+        status_range: None,
+        content: vec![MetaMediaType {
+            content_type: PROBLEM_JSON,
+            schema: Problem::schema_ref(),
+        }],
+        headers,
+    }
+}
+
+fn describe(status: u16) -> &'static str {
+    match status {
+        400 => "Malformed JSON or a bad parameter",
+        401 => {
+            "A missing, malformed, expired or otherwise invalid access token, or wrong credentials"
+        }
+        403 => "The signed-in user may not do this",
+        404 => "No such resource",
+        409 => "The resource already exists",
+        413 => "The request body is too large",
+        415 => "The request body is not `application/json`",
+        422 => "Well-formed JSON that breaks the schema; `errors` lists the offending fields",
+        500 => "An unexpected fault; details are in the server's log, never in the response",
+        503 => "The database does not answer in time",
+        _ => "An error",
+    }
+}

@@ -1,0 +1,54 @@
+//! The HTTP API: one `#[OpenApi]` impl per area, the bearer-token scheme, wire types, and the two
+//! pieces poem-openapi lacks — a JSON body that tells malformed JSON (400) from JSON that breaks the
+//! schema (422), and error responses declared in the spec as problem+json.
+
+mod auth;
+mod body;
+mod errors;
+mod news;
+mod security;
+mod service;
+
+use std::sync::Arc;
+
+use poem_openapi::Tags;
+
+pub use self::{
+    auth::AuthApi,
+    body::{JsonBody, MAX_BODY_BYTES},
+    errors::Errors,
+    news::NewsApi,
+    security::BearerAuth,
+    service::ServiceApi,
+};
+use crate::{
+    auth::{JwtKeys, PasswordHasher},
+    db::DbPool,
+};
+
+/// What every handler shares.
+pub struct AppState {
+    /// Connections to PostgreSQL.
+    pub pool: DbPool,
+    /// Access-token signing and verification.
+    pub jwt: JwtKeys,
+    /// bcrypt at the configured cost.
+    pub passwords: PasswordHasher,
+}
+
+/// The state as handlers receive it.
+pub type SharedState = Arc<AppState>;
+
+/// The spec's tags, one per area.
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Accounts and access tokens
+    #[oai(rename = "auth")]
+    Auth,
+    /// News items; only their author may change or delete them
+    #[oai(rename = "news")]
+    News,
+    /// Liveness and readiness probes
+    #[oai(rename = "service")]
+    Service,
+}

@@ -1,0 +1,8 @@
+//! Credentials: password hashing off the async runtime, and access tokens (JWT) with a verification
+//! that trusts nothing jsonwebtoken would let through by default.
+
+pub mod jwt;
+pub mod password;
+
+pub use jwt::{AccessClaims, JwtKeys, TokenError};
+pub use password::PasswordHasher;

@@ -1,0 +1,201 @@
+//! `Config::from_env()`: the one place that reads the environment (and `.env`, through dotenvy).
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The shortest `JWT_SECRET` accepted, in bytes: HS256's key should be at least as long as its output.
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// bcrypt's cost range (the crate keeps its own constants private).
+const MIN_BCRYPT_COST: u32 = 4;
+const MAX_BCRYPT_COST: u32 = 31;
+
+/// Everything the server is configured with, read once at start-up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: where PostgreSQL is (a secret: it may carry a password).
+    pub database_url: SecretString,
+    /// `DATABASE_POOL_SIZE`: the most connections the pool opens.
+    pub database_pool_size: usize,
+    /// `DATABASE_POOL_TIMEOUT_SECS`: how long a request waits for a connection before a 503.
+    pub database_pool_timeout: Duration,
+    /// `LISTEN_ADDR`: the address to serve on; port 0 picks a free one.
+    pub listen_addr: SocketAddr,
+    /// Signing and verification settings for access tokens.
+    pub jwt: JwtConfig,
+    /// `BCRYPT_COST`: bcrypt's work factor for new password hashes.
+    pub bcrypt_cost: u32,
+}
+
+/// How access tokens are signed and checked.
+#[derive(Debug, Clone)]
+pub struct JwtConfig {
+    /// `JWT_SECRET`: the HS256 key, at least [`MIN_JWT_SECRET_BYTES`] bytes.
+    pub secret: SecretString,
+    /// `JWT_ISSUER`: the `iss` claim issued and required.
+    pub issuer: String,
+    /// `JWT_AUDIENCE`: the `aud` claim issued and required.
+    pub audience: String,
+    /// `ACCESS_TOKEN_TTL_SECS`: the lifetime of an access token.
+    pub access_token_ttl: Duration,
+}
+
+/// A configuration value that is missing or unusable; its message names the variable and says why.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads `.env` (if present) and then the environment.
+    ///
+    /// # Errors
+    /// A missing `DATABASE_URL` or `JWT_SECRET`, a secret shorter than [`MIN_JWT_SECRET_BYTES`], or a
+    /// value that does not parse.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        // A missing .env is normal (production sets the environment); a broken one is not.
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(err) if err.not_found() => {}
+            Err(err) => return Err(ConfigError(format!(".env could not be read: {err}"))),
+        }
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Builds a configuration from any source of variables (the environment, or a map in tests).
+    ///
+    /// # Errors
+    /// As [`Config::from_env`].
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        let database_url =
+            get("DATABASE_URL").ok_or_else(|| ConfigError("DATABASE_URL is not set".into()))?;
+        if !database_url.starts_with("postgres://") && !database_url.starts_with("postgresql://") {
+            return Err(ConfigError(
+                "DATABASE_URL must be a postgres:// or postgresql:// URL".into(),
+            ));
+        }
+        let secret = get("JWT_SECRET").ok_or_else(|| {
+            ConfigError(format!(
+                "JWT_SECRET is not set; set it to at least {MIN_JWT_SECRET_BYTES} random bytes"
+            ))
+        })?;
+        if secret.len() < MIN_JWT_SECRET_BYTES {
+            return Err(ConfigError(format!(
+                "JWT_SECRET is too short ({} bytes); it must be at least {MIN_JWT_SECRET_BYTES} bytes",
+                secret.len()
+            )));
+        }
+        let bcrypt_cost = parse(&get, "BCRYPT_COST", 12)?;
+        if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&bcrypt_cost) {
+            return Err(ConfigError(format!(
+                "BCRYPT_COST must be between {} and {}",
+                MIN_BCRYPT_COST, MAX_BCRYPT_COST
+            )));
+        }
+        let database_pool_size = parse(&get, "DATABASE_POOL_SIZE", 16)?;
+        if database_pool_size == 0 {
+            return Err(ConfigError("DATABASE_POOL_SIZE must be at least 1".into()));
+        }
+        let access_token_ttl = parse(&get, "ACCESS_TOKEN_TTL_SECS", 900)?;
+        if access_token_ttl == 0 {
+            return Err(ConfigError(
+                "ACCESS_TOKEN_TTL_SECS must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            database_url: database_url.into(),
+            database_pool_size,
+            database_pool_timeout: Duration::from_secs(parse(
+                &get,
+                "DATABASE_POOL_TIMEOUT_SECS",
+                5,
+            )?),
+            listen_addr: parse(
+                &get,
+                "LISTEN_ADDR",
+                SocketAddr::from(([127, 0, 0, 1], 3000)),
+            )?,
+            jwt: JwtConfig {
+                secret: secret.into(),
+                issuer: get("JWT_ISSUER").unwrap_or_else(|| "newsapi".into()),
+                audience: get("JWT_AUDIENCE").unwrap_or_else(|| "newsapi".into()),
+                access_token_ttl: Duration::from_secs(access_token_ttl),
+            },
+            bcrypt_cost,
+        })
+    }
+
+    /// The database URL, for the one place that connects.
+    #[must_use]
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+fn parse<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .trim()
+            .parse()
+            .map_err(|_| ConfigError(format!("{name} has an invalid value {raw:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config_with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        })
+    }
+
+    const URL: (&str, &str) = ("DATABASE_URL", "postgres://postgres@127.0.0.1/newsapi");
+    const SECRET: (&str, &str) = ("JWT_SECRET", "0123456789abcdef0123456789abcdef");
+
+    #[test]
+    fn defaults_apply_when_only_the_required_values_are_set() {
+        let config = config_with(&[URL, SECRET]).unwrap();
+        assert_eq!(config.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(config.jwt.access_token_ttl, Duration::from_secs(900));
+        assert_eq!(config.bcrypt_cost, 12);
+        assert_eq!(config.jwt.issuer, "newsapi");
+    }
+
+    #[test]
+    fn a_missing_secret_is_refused_with_its_name() {
+        let err = config_with(&[URL]).unwrap_err().to_string();
+        assert!(err.contains("JWT_SECRET is not set"), "{err}");
+    }
+
+    #[test]
+    fn a_short_secret_is_refused() {
+        let err = config_with(&[URL, ("JWT_SECRET", "short")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too short"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_number_names_the_variable() {
+        let err = config_with(&[URL, SECRET, ("BCRYPT_COST", "lots")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn the_secret_never_appears_in_debug_output() {
+        let config = config_with(&[URL, SECRET]).unwrap();
+        assert!(!format!("{config:?}").contains(SECRET.1));
+    }
+}

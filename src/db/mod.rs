@@ -1,0 +1,84 @@
+//! PostgreSQL: the connection pool, embedded migrations, the schema, rows, and one module of async
+//! queries per table. Queries return diesel's `QueryResult`; deciding what an outcome means for a
+//! request is the API's job.
+
+pub mod news;
+pub mod schema;
+pub mod users;
+
+use std::time::Duration;
+
+use diesel_async::{
+    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection,
+    pooled_connection::{
+        AsyncDieselConnectionManager,
+        deadpool::{Object, Pool},
+    },
+};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+/// The pool every request borrows a connection from.
+pub type DbPool = Pool<AsyncPgConnection>;
+/// A connection borrowed from the pool.
+pub type DbConn = Object<AsyncPgConnection>;
+
+/// The migrations under `migrations/`, compiled into the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// Why the database could not be reached or prepared; one line each, for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum DbSetupError {
+    /// The pool could not be built from the settings.
+    #[error("the database pool could not be built: {0}")]
+    Pool(String),
+    /// Nothing answered, or it refused us.
+    #[error("cannot connect to the database: {0}")]
+    Connect(String),
+    /// A migration failed.
+    #[error("migrations failed: {0}")]
+    Migrate(String),
+}
+
+/// Builds the pool (connections open lazily) with a bounded wait for a free connection.
+///
+/// # Errors
+/// The pool settings are unusable.
+pub fn pool(url: &str, max_size: usize, wait_timeout: Duration) -> Result<DbPool, DbSetupError> {
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    Pool::builder(manager)
+        .max_size(max_size)
+        .wait_timeout(Some(wait_timeout))
+        .create_timeout(Some(wait_timeout))
+        .recycle_timeout(Some(wait_timeout))
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|e| DbSetupError::Pool(e.to_string()))
+}
+
+/// Applies every pending migration, on a connection of its own.
+///
+/// # Errors
+/// The database cannot be reached or a migration fails.
+pub async fn migrate(url: &str) -> Result<(), DbSetupError> {
+    let conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| DbSetupError::Connect(e.to_string()))?;
+    // The harness blocks in place on the runtime's worker: fine on the multi-threaded runtime,
+    // a panic on the current-thread one.
+    AsyncMigrationHarness::new(conn)
+        .run_pending_migrations(MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| DbSetupError::Migrate(e.to_string()))
+}
+
+/// Answers whether the database responds to a trivial query.
+pub async fn ping(pool: &DbPool) -> bool {
+    use diesel_async::RunQueryDsl;
+    let Ok(mut conn) = pool.get().await else {
+        return false;
+    };
+    diesel::sql_query("SELECT 1")
+        .execute(&mut conn)
+        .await
+        .is_ok()
+}

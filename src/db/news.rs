@@ -1,0 +1,253 @@
+//! Queries on `news`. Writes that need ownership check it in the same statement as the write.
+
+use chrono::{DateTime, Utc};
+use diesel::{
+    dsl::sql,
+    pg::Pg,
+    prelude::*,
+    sql_types::{Bool, Text, Timestamptz},
+};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::schema::news;
+
+/// A news item as stored.
+#[derive(Debug, Clone, Queryable, Selectable, Insertable)]
+#[diesel(table_name = news, check_for_backend(diesel::pg::Pg))]
+pub struct NewsRow {
+    /// Public id (UUID v7).
+    pub id: Uuid,
+    /// 1–200 characters.
+    pub title: String,
+    /// 1–100 000 characters.
+    pub body: String,
+    /// Set by the author or defaulted to the time of creation; the list's sort key.
+    pub date_created: DateTime<Utc>,
+    /// When it was last written.
+    pub date_updated: DateTime<Utc>,
+    /// Who wrote it.
+    pub author_id: Uuid,
+}
+
+/// The fields a write changes; `None` leaves a field as it is.
+#[derive(Debug, Default, AsChangeset)]
+#[diesel(table_name = news)]
+pub struct NewsChanges {
+    /// New title.
+    pub title: Option<String>,
+    /// New body.
+    pub body: Option<String>,
+    /// New creation date.
+    pub date_created: Option<DateTime<Utc>>,
+    /// Always set on a write.
+    pub date_updated: Option<DateTime<Utc>>,
+}
+
+/// Which news a list or count covers.
+#[derive(Debug, Default, Clone)]
+pub struct NewsFilter {
+    /// Full-text query in web-search syntax.
+    pub text: Option<String>,
+    /// Only this author's news.
+    pub author_id: Option<Uuid>,
+    /// Only news created strictly after this instant.
+    pub created_after: Option<DateTime<Utc>>,
+    /// Only news created strictly before this instant.
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+/// One page of a list: its size, direction and where it starts.
+#[derive(Debug, Clone, Copy)]
+pub struct PageRequest {
+    /// Rows to return.
+    pub limit: i64,
+    /// Oldest first instead of newest first.
+    pub ascending: bool,
+    /// The sort key of the last row of the previous page.
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+}
+
+/// Who is writing, for the ownership check in the write itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Writer {
+    /// The user's id.
+    pub user_id: Uuid,
+    /// Admins may write anyone's news.
+    pub is_admin: bool,
+}
+
+/// What a guarded write found.
+#[derive(Debug)]
+pub enum WriteOutcome<T> {
+    /// Written.
+    Done(T),
+    /// The row exists but belongs to someone else.
+    NotOwner,
+    /// No such row.
+    Missing,
+}
+
+type Condition = Box<dyn BoxableExpression<news::table, Pg, SqlType = Bool>>;
+
+/// The full-text document: the same expression as the `news_fulltext_idx` index, so that the index
+/// serves the query.
+const DOCUMENT: &str = "to_tsvector('english', title || ' ' || body)";
+
+fn matching(filter: &NewsFilter) -> Condition {
+    let mut condition: Condition = Box::new(sql::<Bool>("TRUE"));
+    if let Some(text) = &filter.text {
+        condition = Box::new(
+            condition.and(
+                sql::<Bool>(&format!("{DOCUMENT} @@ websearch_to_tsquery('english', "))
+                    .bind::<Text, _>(text.clone())
+                    .sql(")"),
+            ),
+        );
+    }
+    if let Some(author_id) = filter.author_id {
+        condition = Box::new(condition.and(news::author_id.eq(author_id)));
+    }
+    if let Some(after) = filter.created_after {
+        condition = Box::new(condition.and(news::date_created.gt(after)));
+    }
+    if let Some(before) = filter.created_before {
+        condition = Box::new(condition.and(news::date_created.lt(before)));
+    }
+    condition
+}
+
+fn owned_by(writer: Writer) -> Condition {
+    if writer.is_admin {
+        Box::new(sql::<Bool>("TRUE"))
+    } else {
+        Box::new(news::author_id.eq(writer.user_id))
+    }
+}
+
+/// Inserts a news item.
+///
+/// # Errors
+/// Database errors.
+pub async fn insert_news(conn: &mut AsyncPgConnection, row: &NewsRow) -> QueryResult<NewsRow> {
+    diesel::insert_into(news::table)
+        .values(row)
+        .returning(NewsRow::as_returning())
+        .get_result(conn)
+        .await
+}
+
+/// The news item with this id.
+///
+/// # Errors
+/// Database errors; an unknown id is `Ok(None)`.
+pub async fn find_news(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<NewsRow>> {
+    news::table
+        .find(id)
+        .select(NewsRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// One page of the news that match `filter`, in `(date_created, id)` order.
+///
+/// # Errors
+/// Database errors.
+pub async fn list_news(
+    conn: &mut AsyncPgConnection,
+    filter: &NewsFilter,
+    page: PageRequest,
+) -> QueryResult<Vec<NewsRow>> {
+    let mut query = news::table
+        .filter(matching(filter))
+        .select(NewsRow::as_select())
+        .limit(page.limit)
+        .into_boxed();
+    // A row-value comparison, so that PostgreSQL walks the (date_created, id) index from the cursor.
+    let comparison = if page.ascending { ">" } else { "<" };
+    if let Some((date_created, id)) = page.after {
+        query = query.filter(
+            sql::<Bool>(&format!("(date_created, id) {comparison} ("))
+                .bind::<Timestamptz, _>(date_created)
+                .sql(", ")
+                .bind::<diesel::sql_types::Uuid, _>(id)
+                .sql(")"),
+        );
+    }
+    query = if page.ascending {
+        query.order_by((news::date_created.asc(), news::id.asc()))
+    } else {
+        query.order_by((news::date_created.desc(), news::id.desc()))
+    };
+    query.load(conn).await
+}
+
+/// How many news match `filter`.
+///
+/// # Errors
+/// Database errors.
+pub async fn count_news(conn: &mut AsyncPgConnection, filter: &NewsFilter) -> QueryResult<i64> {
+    news::table
+        .filter(matching(filter))
+        .count()
+        .get_result(conn)
+        .await
+}
+
+/// Applies `changes` to the news item if `writer` may write it, in one statement.
+///
+/// # Errors
+/// Database errors.
+pub async fn update_news(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    writer: Writer,
+    changes: &NewsChanges,
+) -> QueryResult<WriteOutcome<NewsRow>> {
+    let updated = diesel::update(news::table.find(id).filter(owned_by(writer)))
+        .set(changes)
+        .returning(NewsRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()?;
+    match updated {
+        Some(row) => Ok(WriteOutcome::Done(row)),
+        None => why_not_written(conn, id).await,
+    }
+}
+
+/// Deletes the news item if `writer` may, in one statement.
+///
+/// # Errors
+/// Database errors.
+pub async fn delete_news(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    writer: Writer,
+) -> QueryResult<WriteOutcome<()>> {
+    let deleted = diesel::delete(news::table.find(id).filter(owned_by(writer)))
+        .execute(conn)
+        .await?;
+    if deleted == 1 {
+        Ok(WriteOutcome::Done(()))
+    } else {
+        why_not_written(conn, id).await
+    }
+}
+
+/// After a guarded write touched nothing: was the row missing, or someone else's? The write has
+/// already been refused; this read only chooses between 404 and 403.
+async fn why_not_written<T>(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<WriteOutcome<T>> {
+    let exists = diesel::select(diesel::dsl::exists(news::table.find(id)))
+        .get_result::<bool>(conn)
+        .await?;
+    Ok(if exists {
+        WriteOutcome::NotOwner
+    } else {
+        WriteOutcome::Missing
+    })
+}

@@ -1,0 +1,212 @@
+//! Who a user is: email, password, display name and role.
+
+use std::fmt;
+
+use super::{Invalid, check_text, failures};
+
+/// Everything a signup needs, checked.
+#[derive(Debug)]
+pub struct NewUser {
+    /// Sign-in address.
+    pub email: Email,
+    /// The password to hash.
+    pub password: Password,
+    /// Display name, if given.
+    pub name: Option<UserName>,
+}
+
+impl NewUser {
+    /// # Errors
+    /// Every field that fails its checks.
+    pub fn parse(
+        email: &str,
+        password: String,
+        name: Option<String>,
+    ) -> Result<Self, Vec<Invalid>> {
+        match (
+            Email::parse(email),
+            Password::parse(password),
+            name.map(UserName::parse).transpose(),
+        ) {
+            (Ok(email), Ok(password), Ok(name)) => Ok(Self {
+                email,
+                password,
+                name,
+            }),
+            (email, password, name) => Err(failures([email.err(), password.err(), name.err()])),
+        }
+    }
+}
+
+/// A syntactically valid email address of at most 254 characters, as the user typed it (trimmed).
+/// Uniqueness and look-ups are case-insensitive (the database compares `lower(email)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Email(String);
+
+impl Email {
+    /// The longest address SMTP can carry (RFC 5321 §4.5.3.1.3).
+    pub const MAX_LEN: usize = 254;
+
+    /// # Errors
+    /// An address that is too long or not an address.
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
+        let email = raw.trim();
+        if email.len() > Self::MAX_LEN {
+            return Err(Invalid::new(
+                "email",
+                format!("must be at most {} characters", Self::MAX_LEN),
+            ));
+        }
+        if !email_address::EmailAddress::is_valid(email) {
+            return Err(Invalid::new("email", "must be a valid email address"));
+        }
+        Ok(Self(email.to_string()))
+    }
+
+    /// The address.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A password fit to hash: 8 to 72 characters and at most 72 bytes of UTF-8, since bcrypt ignores
+/// every byte after the 72nd and a longer password would silently be cut.
+#[derive(Clone)]
+pub struct Password(String);
+
+impl Password {
+    /// The fewest characters accepted.
+    pub const MIN_CHARS: usize = 8;
+    /// The most bytes bcrypt reads.
+    pub const MAX_BYTES: usize = 72;
+
+    /// # Errors
+    /// A password that is too short or too long.
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
+        if raw.chars().count() < Self::MIN_CHARS {
+            return Err(Invalid::new(
+                "password",
+                format!("must be at least {} characters", Self::MIN_CHARS),
+            ));
+        }
+        if raw.len() > Self::MAX_BYTES {
+            return Err(Invalid::new(
+                "password",
+                format!("must be at most {} bytes in UTF-8", Self::MAX_BYTES),
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    /// The password itself, for the hasher only.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(<redacted>)")
+    }
+}
+
+/// A display name: 1 to 100 characters, not blank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserName(String);
+
+impl UserName {
+    /// The most characters accepted.
+    pub const MAX_CHARS: usize = 100;
+
+    /// # Errors
+    /// A blank or overlong name.
+    pub fn parse(raw: String) -> Result<Self, Invalid> {
+        check_text("name", &raw, Self::MAX_CHARS)?;
+        Ok(Self(raw))
+    }
+
+    /// The name.
+    #[must_use]
+    pub fn into_inner(self) -> String {
+        self.0
+    }
+}
+
+/// What a user may do. Every signup is a `User`; an `Admin` may change anyone's news.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// May change only their own news.
+    User,
+    /// May change any news.
+    Admin,
+}
+
+impl Role {
+    /// The name stored in the database and shown on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Reads a stored role; anything unknown is the least privileged.
+    #[must_use]
+    pub fn from_stored(stored: &str) -> Self {
+        match stored {
+            "admin" => Self::Admin,
+            _ => Self::User,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_email_is_trimmed_and_keeps_its_case() {
+        assert_eq!(
+            Email::parse("  Ada@Example.com ").unwrap().as_str(),
+            "Ada@Example.com"
+        );
+    }
+
+    #[test]
+    fn an_email_without_a_domain_is_invalid() {
+        assert_eq!(Email::parse("ada").unwrap_err().field, "email");
+        assert!(Email::parse("").is_err());
+        assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
+    }
+
+    #[test]
+    fn a_password_of_seven_characters_is_too_short_and_eight_is_enough() {
+        assert!(Password::parse("1234567".into()).is_err());
+        assert!(Password::parse("12345678".into()).is_ok());
+    }
+
+    #[test]
+    fn a_password_is_limited_to_72_bytes_not_72_characters() {
+        assert!(Password::parse("a".repeat(72)).is_ok());
+        assert!(Password::parse("a".repeat(73)).is_err());
+        // 36 two-byte characters are 72 bytes; 37 are 74.
+        assert!(Password::parse("é".repeat(36)).is_ok());
+        assert!(Password::parse("é".repeat(37)).is_err());
+    }
+
+    #[test]
+    fn a_password_never_shows_in_debug_output() {
+        let password = Password::parse("hunter2hunter2".into()).unwrap();
+        assert!(!format!("{password:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn a_blank_name_is_invalid() {
+        assert!(UserName::parse("   ".into()).is_err());
+        assert!(UserName::parse("x".repeat(101)).is_err());
+        assert!(UserName::parse("Ada".into()).is_ok());
+    }
+}

@@ -1,0 +1,285 @@
+//! `ApiError`: one enum, one status per variant, rendered as RFC 9457 `application/problem+json`;
+//! and the catch-all that re-renders every error poem itself produces (bad parameter, missing
+//! content type, unknown route, wrong method, panic) in the same shape, keeping its status.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::pooled_connection::deadpool::PoolError;
+use poem::{
+    Response,
+    error::ResponseError,
+    http::{StatusCode, header},
+};
+use poem_openapi::Object;
+use serde::Serialize;
+
+use crate::domain::Invalid;
+
+/// The media type of every error body.
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// An RFC 9457 problem detail, the body of every error response.
+#[derive(Debug, Clone, Serialize, Object)]
+pub struct Problem {
+    /// A URI reference naming the kind of problem; `about:blank` when the status says it all.
+    #[oai(rename = "type")]
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// A short summary of the kind of problem.
+    pub title: String,
+    /// The HTTP status code.
+    pub status: u16,
+    /// What went wrong with this request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub detail: Option<String>,
+    /// For 422, the offending fields.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<FieldError>>,
+}
+
+/// One offending field of a request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Object)]
+pub struct FieldError {
+    /// The field's name (`$` for the body as a whole).
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+impl From<Invalid> for FieldError {
+    fn from(invalid: Invalid) -> Self {
+        Self {
+            field: invalid.field.to_string(),
+            message: invalid.message,
+        }
+    }
+}
+
+/// Why a bearer token was not accepted. The detail goes to the client; none of it is secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No `Authorization: Bearer` header at all (RFC 6750 §3.1: no error code then).
+    MissingToken,
+    /// A token that is malformed, forged, expired, of the wrong kind, or whose user is gone.
+    InvalidToken(&'static str),
+    /// Sign-in with an unknown email or a wrong password: one answer for both.
+    BadCredentials,
+}
+
+/// Every error a request can end in.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed JSON, a bad parameter or cursor.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// A missing or invalid token, or failed sign-in.
+    #[error("unauthorized: {0:?}")]
+    Unauthorized(AuthFailure),
+    /// Signed in, but not allowed to do this.
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+    /// No such resource.
+    #[error("not found: {0}")]
+    NotFound(&'static str),
+    /// The resource already exists.
+    #[error("conflict: {0}")]
+    Conflict(&'static str),
+    /// The body is larger than the server accepts.
+    #[error("payload too large")]
+    PayloadTooLarge,
+    /// Well-formed JSON that breaks the schema.
+    #[error("validation failed: {0:?}")]
+    Validation(Vec<FieldError>),
+    /// The database did not answer in time.
+    #[error("service unavailable: {0}")]
+    Unavailable(String),
+    /// Anything else: logged with its whole chain, never shown to the client.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    /// A 422 for fields that failed the domain's checks.
+    #[must_use]
+    pub fn invalid(errors: Vec<Invalid>) -> Self {
+        Self::Validation(errors.into_iter().map(FieldError::from).collect())
+    }
+
+    /// An internal error from anything that can be an error.
+    pub fn internal(err: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    fn problem(&self) -> Problem {
+        let status = self.status();
+        let (kind, detail, errors) = match self {
+            Self::BadRequest(detail) => ("about:blank", Some(detail.clone()), None),
+            Self::Unauthorized(failure) => {
+                let detail = match failure {
+                    AuthFailure::MissingToken => {
+                        "an `Authorization: Bearer <token>` header is required"
+                    }
+                    AuthFailure::InvalidToken(why) => why,
+                    AuthFailure::BadCredentials => "the email or the password is wrong",
+                };
+                ("about:blank", Some(detail.to_string()), None)
+            }
+            Self::Forbidden(detail) | Self::NotFound(detail) | Self::Conflict(detail) => {
+                ("about:blank", Some((*detail).to_string()), None)
+            }
+            Self::PayloadTooLarge => (
+                "about:blank",
+                Some(format!(
+                    "the body may be at most {} bytes",
+                    crate::api::MAX_BODY_BYTES
+                )),
+                None,
+            ),
+            Self::Validation(errors) => (
+                "/problems/validation",
+                Some("the request body breaks the schema; see `errors`".to_string()),
+                Some(errors.clone()),
+            ),
+            Self::Unavailable(_) => (
+                "about:blank",
+                Some("the database is not answering; try again shortly".to_string()),
+                None,
+            ),
+            Self::Internal(_) => ("about:blank", Some("internal error".to_string()), None),
+        };
+        Problem {
+            kind: kind.to_string(),
+            title: if matches!(self, Self::Validation(_)) {
+                "Validation failed".to_string()
+            } else {
+                reason(status).to_string()
+            },
+            status: status.as_u16(),
+            detail,
+            errors,
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn as_response(&self) -> Response {
+        match self {
+            Self::Internal(err) => tracing::error!(error = %chain(err.as_ref()), "internal error"),
+            Self::Unavailable(why) => tracing::warn!(error = %why, "database unavailable"),
+            _ => {}
+        }
+        let mut response = problem_response(&self.problem());
+        if let Self::Unauthorized(failure) = self {
+            // RFC 6750 §3: a request without a token gets the bare challenge.
+            let challenge = match failure {
+                AuthFailure::InvalidToken(_) => r#"Bearer error="invalid_token""#,
+                AuthFailure::MissingToken | AuthFailure::BadCredentials => "Bearer",
+            };
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static(challenge),
+            );
+        }
+        response
+    }
+}
+
+/// Renders a problem with its media type and status.
+#[must_use]
+pub fn problem_response(problem: &Problem) -> Response {
+    let body = serde_json::to_vec(problem).unwrap_or_default();
+    Response::builder()
+        .status(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .content_type(PROBLEM_JSON)
+        .body(body)
+}
+
+fn reason(status: StatusCode) -> &'static str {
+    status.canonical_reason().unwrap_or("Error")
+}
+
+fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        out.push_str(": ");
+        out.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    out
+}
+
+impl From<DieselError> for ApiError {
+    fn from(err: DieselError) -> Self {
+        match &err {
+            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
+                if info.constraint_name() == Some("users_email_lower_key") =>
+            {
+                Self::Conflict("an account with this email already exists")
+            }
+            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
+                Self::Unavailable(err.to_string())
+            }
+            _ => Self::internal(err),
+        }
+    }
+}
+
+impl From<PoolError> for ApiError {
+    fn from(err: PoolError) -> Self {
+        match err {
+            PoolError::Timeout(_) | PoolError::Backend(_) => Self::Unavailable(err.to_string()),
+            _ => Self::internal(err),
+        }
+    }
+}
+
+/// The catch-all for the whole application: every error becomes problem+json with its own status.
+///
+/// Errors the application raised itself (`ApiError`) render as they are; poem's and
+/// poem-openapi's own errors (plain text by default) are re-rendered from their status. Their
+/// messages describe only the request (a parameter that did not parse, a missing content type),
+/// so 4xx keep them as `detail`; 5xx never show theirs.
+pub async fn render_any_error(err: poem::Error) -> Response {
+    if err.is::<ApiError>() {
+        return err.into_response();
+    }
+    let status = err.status();
+    let api_error = match status {
+        StatusCode::UNAUTHORIZED => ApiError::Unauthorized(AuthFailure::MissingToken),
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        s if s.is_server_error() => ApiError::Internal(err.to_string().into()),
+        _ => {
+            let detail = match status {
+                StatusCode::NOT_FOUND => "no such resource".to_string(),
+                StatusCode::METHOD_NOT_ALLOWED => {
+                    "this resource does not support this method".to_string()
+                }
+                _ => err.to_string(),
+            };
+            return problem_response(&Problem {
+                kind: "about:blank".to_string(),
+                title: reason(status).to_string(),
+                status: status.as_u16(),
+                detail: Some(detail),
+                errors: None,
+            });
+        }
+    };
+    api_error.as_response()
+}

@@ -1,0 +1,175 @@
+//! Wiring: the pool, migrations, the OpenAPI service, the explorer and spec endpoints, the
+//! middleware, and the listener.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, Route, Server,
+    endpoint::make_sync,
+    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
+    middleware::{CatchPanic, Tracing},
+    web::Html,
+};
+use poem_openapi::OpenApiService;
+
+use crate::{
+    api::{AppState, AuthApi, NewsApi, ServiceApi, SharedState},
+    auth::{JwtKeys, PasswordHasher},
+    config::Config,
+    db,
+    error::render_any_error,
+};
+
+/// Every API area, as one OpenAPI service.
+pub type Apis = (AuthApi, NewsApi, ServiceApi);
+
+/// The OpenAPI service for every area; its spec is what `openapi.yaml` must match.
+#[must_use]
+pub fn api_service() -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (AuthApi, NewsApi, ServiceApi),
+        "newsapi",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "A News REST API secured with JWT bearer tokens, served from PostgreSQL.\n\n\
+             Sign up with `POST /signup`, sign in with `POST /signin` to get an access token, then \
+             send it as `Authorization: Bearer <token>` (the **Authorize** button in the explorer) \
+             to every operation marked with a lock. Every error is `application/problem+json` \
+             (RFC 9457).\n",
+    )
+    .license("MIT")
+}
+
+/// Why the server could not start; one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    /// The database is unreachable or could not be migrated.
+    #[error(transparent)]
+    Database(#[from] db::DbSetupError),
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A server bound to its address, ready to run.
+pub struct Application {
+    acceptor: TcpAcceptor,
+    addr: SocketAddr,
+    app: poem::endpoint::BoxEndpoint<'static>,
+}
+
+impl Application {
+    /// Migrates the database, builds the routes and binds the listener.
+    ///
+    /// # Errors
+    /// The database cannot be reached or migrated, or the address cannot be bound.
+    pub async fn build(config: &Config) -> Result<Self, StartupError> {
+        db::migrate(config.database_url()).await?;
+        let pool = db::pool(
+            config.database_url(),
+            config.database_pool_size,
+            config.database_pool_timeout,
+        )?;
+        let state = Arc::new(AppState {
+            pool,
+            jwt: JwtKeys::new(&config.jwt),
+            passwords: PasswordHasher::new(config.bcrypt_cost),
+        });
+        let acceptor = TcpListener::bind(config.listen_addr)
+            .into_acceptor()
+            .await
+            .map_err(|source| StartupError::Listen {
+                addr: config.listen_addr,
+                source,
+            })?;
+        let addr = acceptor
+            .local_addr()
+            .first()
+            .and_then(|addr| addr.as_socket_addr().copied())
+            .unwrap_or(config.listen_addr);
+        Ok(Self {
+            acceptor,
+            addr,
+            app: routes(state).boxed(),
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    #[must_use]
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish (up to 10 s).
+    ///
+    /// # Errors
+    /// The server's I/O failed.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, "serving");
+        Server::new_with_acceptor(self.acceptor)
+            .run_with_graceful_shutdown(self.app, shutdown_signal(), Some(Duration::from_secs(10)))
+            .await
+    }
+}
+
+/// The whole application: API, spec, explorer and home page, behind the middleware.
+pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
+    let api = api_service();
+    let spec_json = api.spec_endpoint();
+    let spec_yaml = api.spec_endpoint_yaml();
+    let explorer = api.swagger_ui();
+    let redoc = api.redoc();
+    Route::new()
+        .at("/", make_sync(|_| Html(HOME_PAGE)))
+        .at("/openapi.json", spec_json)
+        .at("/openapi.yaml", spec_yaml)
+        .nest("/explorer", explorer)
+        .nest("/redoc", redoc)
+        .nest("/", api.into_endpoint())
+        .data(state)
+        .with(Tracing)
+        .with(CatchPanic::new())
+        .catch_all_error(render_any_error)
+}
+
+const HOME_PAGE: &str = r#"<!doctype html>
+<html lang="en">
+<head><meta charset="utf-8"><title>newsapi</title></head>
+<body>
+<h1>newsapi</h1>
+<p>A News REST API secured with JWT. Sign up, sign in, and send the access token as a bearer token.</p>
+<ul>
+<li><a href="/explorer">Swagger UI explorer</a></li>
+<li><a href="/redoc">Redoc reference</a></li>
+<li><a href="/openapi.json">openapi.json</a> · <a href="/openapi.yaml">openapi.yaml</a></li>
+<li><a href="/healthz">healthz</a> · <a href="/readyz">readyz</a></li>
+</ul>
+</body>
+</html>
+"#;
+
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
