@@ -27,7 +27,7 @@ pub struct Problem {
     /// A short summary of the kind of problem.
     pub title: String,
     /// The HTTP status code.
-    pub status: u16,
+    pub status: i32,
     /// What went wrong with this request.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
@@ -155,7 +155,7 @@ impl ApiError {
             } else {
                 reason(status).to_string()
             },
-            status: status.as_u16(),
+            status: i32::from(status.as_u16()),
             detail,
             errors,
         }
@@ -204,7 +204,12 @@ impl ResponseError for ApiError {
 pub fn problem_response(problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();
     Response::builder()
-        .status(StatusCode::from_u16(problem.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR))
+        .status(
+            u16::try_from(problem.status)
+                .ok()
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        )
         .content_type(PROBLEM_JSON)
         .body(body)
 }
@@ -275,7 +280,7 @@ pub async fn render_any_error(err: poem::Error) -> Response {
             return problem_response(&Problem {
                 kind: "about:blank".to_string(),
                 title: reason(status).to_string(),
-                status: status.as_u16(),
+                status: i32::from(status.as_u16()),
                 detail: Some(detail),
                 errors: None,
             });

@@ -13,7 +13,7 @@ use poem::{
 use poem_openapi::OpenApiService;
 
 use crate::{
-    api::{AppState, AuthApi, NewsApi, ServiceApi, SharedState},
+    api::{AppState, AuthApi, NewsApi, ServiceApi, SharedState, close_request_bodies},
     auth::{JwtKeys, PasswordHasher},
     config::Config,
     db,
@@ -118,11 +118,32 @@ impl Application {
     }
 }
 
+/// The spec as served at `/openapi.json` and `/openapi.yaml`: the one poem-openapi generates from
+/// the handlers, with the request bodies closed (see [`close_request_bodies`]).
+#[must_use]
+pub fn served_spec() -> serde_json::Value {
+    let mut spec: serde_json::Value =
+        serde_json::from_str(&api_service().spec()).expect("poem-openapi writes valid JSON");
+    close_request_bodies(&mut spec);
+    spec
+}
+
 /// The whole application: API, spec, explorer and home page, behind the middleware.
 pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
     let api = api_service();
-    let spec_json = api.spec_endpoint();
-    let spec_yaml = api.spec_endpoint_yaml();
+    let spec = served_spec();
+    let spec_json = serde_json::to_string_pretty(&spec).expect("a JSON value serialises");
+    let spec_yaml = serde_yaml::to_string(&spec).expect("a JSON value serialises as YAML");
+    let spec_json = make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/json")
+            .body(spec_json.clone())
+    });
+    let spec_yaml = make_sync(move |_| {
+        poem::Response::builder()
+            .content_type("application/yaml")
+            .body(spec_yaml.clone())
+    });
     let explorer = api.swagger_ui();
     let redoc = api.redoc();
     Route::new()

@@ -2,12 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json, types::Email};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, BearerAuth, Errors, JsonBody, SharedState, body::present, errors::error_statuses,
+    ApiTags, BearerAuth, Errors, JsonBody, SharedState,
+    body::{email, present},
+    errors::error_statuses,
 };
 use crate::{
     db::users::{self, UserRow},
@@ -17,12 +19,11 @@ use crate::{
 
 /// A new account.
 #[derive(Debug, Deserialize, Object)]
-#[serde(deny_unknown_fields)]
-#[oai(deny_unknown_fields)]
 pub struct SignupRequest {
     /// The address to sign in with; compared case-insensitively.
+    #[serde(deserialize_with = "email")]
     #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: Email,
     /// 8 to 72 characters, and at most 72 bytes in UTF-8.
     #[oai(validator(min_length = 8, max_length = 72))]
     pub password: String,
@@ -34,8 +35,6 @@ pub struct SignupRequest {
 
 /// Credentials to sign in with.
 #[derive(Debug, Deserialize, Object)]
-#[serde(deny_unknown_fields)]
-#[oai(deny_unknown_fields)]
 pub struct SigninRequest {
     /// The account's email, in any letter case.
     #[oai(validator(max_length = 254))]
@@ -65,7 +64,7 @@ pub struct TokenResponse {
 
 /// What a user may do.
 #[derive(Debug, Enum)]
-#[oai(rename_all = "lowercase")]
+#[oai(rename = "Role", rename_all = "lowercase")]
 pub enum RoleName {
     /// May change only their own news.
     User,
@@ -151,7 +150,7 @@ impl AuthApi {
             password,
             name,
         } = body.0;
-        let new_user = NewUser::parse(&email, password, name).map_err(ApiError::invalid)?;
+        let new_user = NewUser::parse(&email.0, password, name).map_err(ApiError::invalid)?;
         let hash = state
             .passwords
             .hash(new_user.password)

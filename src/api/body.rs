@@ -1,9 +1,12 @@
 //! `JsonBody<T>`: a JSON request body read with a size limit, where malformed JSON is 400 and JSON
-//! that does not fit `T` is 422 naming the offending field.
+//! that does not fit `T` — a wrong type, a missing field, a field `T` does not have — is 422 naming
+//! the offending field.
 //!
-//! poem-openapi's own `Json<T>` answers both with the same plain-text 400, and its `ParseFromJSON`
-//! errors do not say which field failed; here `T` is read with serde (through
-//! `serde_path_to_error`), while its `Object` derive still describes it in the spec.
+//! poem-openapi's own `Json<T>` answers all of these with the same plain-text 400, and its
+//! `ParseFromJSON` errors do not say which field failed; here `T` is read with serde (through
+//! `serde_path_to_error` and `serde_ignored`), while its `Object` derive still describes it in the
+//! spec. Since every body refuses unknown fields, the served spec marks every request body schema
+//! `additionalProperties: false` ([`close_request_bodies`]), which poem-openapi cannot express.
 
 use poem::{FromRequest, Request, RequestBody, error::ReadBodyError};
 use poem_openapi::{
@@ -12,7 +15,7 @@ use poem_openapi::{
     registry::{MetaSchemaRef, Registry},
     types::Type,
 };
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
 
 use crate::error::{ApiError, FieldError};
 
@@ -58,16 +61,65 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
             })?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|err| ApiError::BadRequest(format!("malformed JSON: {err}")))?;
-        serde_path_to_error::deserialize(value)
-            .map(Self)
-            .map_err(|err| ApiError::Validation(vec![field_error(&err)]).into())
+        let mut unknown = Vec::new();
+        let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
+            value,
+            &mut |path: serde_ignored::Path<'_>| unknown.push(path.to_string()),
+        ))
+        .map_err(|err| ApiError::Validation(vec![field_error(&err)]))?;
+        if !unknown.is_empty() {
+            return Err(ApiError::Validation(
+                unknown
+                    .into_iter()
+                    .map(|field| FieldError {
+                        field,
+                        message: "unknown field".to_string(),
+                    })
+                    .collect(),
+            )
+            .into());
+        }
+        Ok(Self(parsed))
+    }
+}
+
+/// Marks the schema of every request body in `spec` `additionalProperties: false`: [`JsonBody`]
+/// refuses unknown fields, and poem-openapi has no way to say so.
+pub fn close_request_bodies(spec: &mut serde_json::Value) {
+    let mut closed = Vec::new();
+    if let Some(paths) = spec["paths"].as_object() {
+        for operation in paths
+            .values()
+            .filter_map(serde_json::Value::as_object)
+            .flat_map(|p| p.values())
+        {
+            if let Some(content) = operation["requestBody"]["content"].as_object() {
+                for media in content.values() {
+                    if let Some(target) = media["schema"]["$ref"].as_str() {
+                        closed.push(
+                            target
+                                .trim_start_matches("#/components/schemas/")
+                                .to_string(),
+                        );
+                    }
+                }
+            }
+        }
+    }
+    for name in closed {
+        if let Some(schema) = spec["components"]["schemas"][&name].as_object_mut() {
+            schema.insert(
+                "additionalProperties".into(),
+                serde_json::Value::Bool(false),
+            );
+        }
     }
 }
 
 impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned);
 
-/// Names the field a serde error is about: its path, or for a missing or unknown field (reported
-/// at the object itself) the name serde quotes.
+/// Names the field a serde error is about: its path, or for a missing field (reported at the
+/// object itself) the name serde quotes.
 fn field_error(err: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
     let message = err.inner().to_string();
     let path = err.path().to_string();
@@ -93,4 +145,13 @@ where
     T: serde::Deserialize<'de>,
 {
     T::deserialize(deserializer).map(Some)
+}
+
+/// For email fields: poem-openapi's `Email` gives the spec its `format: email`; the address itself
+/// is checked by the domain's `Email::parse`.
+pub(crate) fn email<'de, D>(deserializer: D) -> Result<poem_openapi::types::Email, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    String::deserialize(deserializer).map(poem_openapi::types::Email)
 }

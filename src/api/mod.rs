@@ -15,7 +15,7 @@ use poem_openapi::Tags;
 
 pub use self::{
     auth::AuthApi,
-    body::{JsonBody, MAX_BODY_BYTES},
+    body::{JsonBody, MAX_BODY_BYTES, close_request_bodies},
     errors::Errors,
     news::NewsApi,
     security::BearerAuth,

@@ -56,8 +56,6 @@ impl From<NewsRow> for News {
 
 /// A new news item, or the full replacement of one.
 #[derive(Debug, Deserialize, Object)]
-#[serde(deny_unknown_fields)]
-#[oai(deny_unknown_fields)]
 pub struct NewsInput {
     /// The title.
     #[oai(validator(min_length = 1, max_length = 200))]
@@ -72,8 +70,6 @@ pub struct NewsInput {
 
 /// The fields to change; the others stay as they are.
 #[derive(Debug, Deserialize, Object)]
-#[serde(deny_unknown_fields)]
-#[oai(deny_unknown_fields)]
 pub struct NewsPatch {
     /// A new title.
     #[serde(default, deserialize_with = "present")]

@@ -1,0 +1,288 @@
+//! `spawn_app()`: a real server on 127.0.0.1:0 over a database of its own, cloned from a template
+//! that is migrated once (per set of migrations) under an advisory lock.
+
+use std::{
+    collections::HashMap,
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use newsapi::{config::Config, startup::Application};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::{Value, json};
+use tokio::sync::OnceCell;
+
+/// The maintenance database of the server the tests may create databases on.
+fn server_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+fn database_url(name: &str) -> String {
+    let server = server_url();
+    let base = server
+        .rsplit_once('/')
+        .map_or(server.as_str(), |(base, _)| base);
+    format!("{base}/{name}")
+}
+
+/// A template name that changes whenever the migrations do, so a stale template is never used.
+fn template_name() -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut files: Vec<_> =
+        walk(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations"));
+    files.sort();
+    for file in files {
+        for byte in file
+            .to_string_lossy()
+            .bytes()
+            .chain(std::fs::read(&file).unwrap())
+        {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    format!("newsapi_template_{hash:016x}")
+}
+
+fn walk(dir: std::path::PathBuf) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+static TEMPLATE: OnceCell<String> = OnceCell::const_new();
+
+async fn template() -> &'static str {
+    TEMPLATE
+        .get_or_init(|| async {
+            let name = template_name();
+            let mut admin = AsyncPgConnection::establish(&server_url())
+                .await
+                .expect("TEST_DATABASE_URL must reach PostgreSQL");
+            // Test binaries run concurrently: one migrates, the others wait for it.
+            diesel::sql_query("SELECT pg_advisory_lock(7310001)")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(
+                &format!("EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"),
+            ))
+            .get_result(&mut admin)
+            .await
+            .unwrap();
+            if !exists {
+                let building = format!("{name}_building");
+                diesel::sql_query(format!("DROP DATABASE IF EXISTS {building} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                diesel::sql_query(format!("CREATE DATABASE {building}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                newsapi::db::migrate(&database_url(&building))
+                    .await
+                    .unwrap();
+                diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+            }
+            diesel::sql_query("SELECT pg_advisory_unlock(7310001)")
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            name
+        })
+        .await
+}
+
+/// A fresh database cloned from the migrated template; dropped with the guard.
+pub struct TestDatabase {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let template = template().await;
+        let name = format!(
+            "newsapi_test_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            uuid::Uuid::new_v4().simple()
+        );
+        let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
+        diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let url = database_url(&name);
+        Self { name, url }
+    }
+
+    /// A direct connection, for checking what a request did or did not change.
+    pub async fn connect(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.url).await.unwrap()
+    }
+
+    /// Drops the database now, connections and all.
+    pub async fn drop_now(&self) {
+        let mut admin = AsyncPgConnection::establish(&server_url()).await.unwrap();
+        diesel::sql_query(format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop runs outside async; a thread with a runtime of its own does the async cleanup.
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                if let Ok(mut admin) = AsyncPgConnection::establish(&server_url()).await {
+                    let _ =
+                        diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                            .execute(&mut admin)
+                            .await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+pub const TEST_SECRET: &str = "test-secret-0123456789abcdef0123456789abcdef";
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub db: TestDatabase,
+}
+
+/// Starts the server on its own database, with bcrypt at its lowest cost.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+/// Starts the server with extra configuration values.
+pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
+    let db = TestDatabase::create().await;
+    let mut vars: HashMap<String, String> = HashMap::from([
+        ("DATABASE_URL".into(), db.url.clone()),
+        ("JWT_SECRET".into(), TEST_SECRET.into()),
+        ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
+        ("BCRYPT_COST".into(), "4".into()),
+        ("DATABASE_POOL_SIZE".into(), "4".into()),
+        ("DATABASE_POOL_TIMEOUT_SECS".into(), "2".into()),
+    ]);
+    for (k, v) in overrides {
+        vars.insert((*k).to_string(), (*v).to_string());
+    }
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let app = Application::build(&config).await.unwrap();
+    let address = format!("http://{}", app.addr());
+    tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap(),
+        db,
+    }
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}{path}", self.address))
+    }
+
+    pub fn authed(&self, method: Method, path: &str, token: &str) -> RequestBuilder {
+        self.request(method, path).bearer_auth(token)
+    }
+
+    pub async fn signup(&self, body: &Value) -> Response {
+        self.request(Method::POST, "/signup")
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn signin(&self, email: &str, password: &str) -> Response {
+        self.request(Method::POST, "/signin")
+            .json(&json!({"email": email, "password": password}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs up a new user and returns their id and an access token.
+    pub async fn new_user(&self, email: &str) -> (String, String) {
+        let response = self
+            .signup(&json!({"email": email, "password": PASSWORD}))
+            .await;
+        assert_eq!(response.status(), 201, "signup of {email}");
+        let id = response.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let response = self.signin(email, PASSWORD).await;
+        assert_eq!(response.status(), 200, "signin of {email}");
+        let token = response.json::<Value>().await.unwrap()["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        (id, token)
+    }
+
+    /// Creates a news item and returns its JSON.
+    pub async fn create_news(&self, token: &str, body: &Value) -> Value {
+        let response = self
+            .authed(Method::POST, "/news", token)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        response.json().await.unwrap()
+    }
+}
+
+/// Asserts a response is problem+json with `status`, and returns its body.
+pub async fn assert_problem(response: Response, status: u16) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    assert_eq!(content_type, "application/problem+json", "content type");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], status, "status in body: {body}");
+    assert!(body["type"].is_string(), "type: {body}");
+    assert!(body["title"].is_string(), "title: {body}");
+    assert!(body["detail"].is_string(), "detail: {body}");
+    body
+}
