@@ -1,6 +1,10 @@
 //! `Config::from_env()`: the one place that reads the environment (and `.env`, through dotenvy).
 
-use std::{net::SocketAddr, str::FromStr, time::Duration};
+use std::{
+    net::{IpAddr, SocketAddr},
+    str::FromStr,
+    time::Duration,
+};
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -26,6 +30,33 @@ pub struct Config {
     pub jwt: JwtConfig,
     /// `BCRYPT_COST`: bcrypt's work factor for new password hashes.
     pub bcrypt_cost: u32,
+    /// How long sessions and their refresh tokens live.
+    pub sessions: SessionConfig,
+    /// Limits on failed sign-ins.
+    pub throttle: ThrottleConfig,
+    /// `TRUSTED_PROXIES`: comma-separated addresses of the proxies whose `X-Forwarded-For` names the
+    /// client; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+/// Session (refresh-token family) lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionConfig {
+    /// `REFRESH_TOKEN_TTL_SECS`: the lifetime of one refresh token (default 30 days).
+    pub refresh_token_ttl: Duration,
+    /// `SESSION_MAX_LIFETIME_SECS`: no session outlives its sign-in by more (default 30 days).
+    pub max_lifetime: Duration,
+}
+
+/// Failed sign-ins allowed per window before 429.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleConfig {
+    /// `SIGNIN_MAX_FAILURES`: per email (default 10).
+    pub max_failures_per_email: i32,
+    /// `SIGNIN_MAX_FAILURES_PER_IP`: per client address (default 100).
+    pub max_failures_per_ip: i32,
+    /// `SIGNIN_WINDOW_SECS`: the window (default 900).
+    pub window: Duration,
 }
 
 /// How access tokens are signed and checked.
@@ -120,9 +151,34 @@ impl Config {
                 secret: secret.into(),
                 issuer: get("JWT_ISSUER").unwrap_or_else(|| "newsapi".into()),
                 audience: get("JWT_AUDIENCE").unwrap_or_else(|| "newsapi".into()),
-                access_token_ttl: Duration::from_secs(access_token_ttl),
+                access_token_ttl: positive_secs(&get, "ACCESS_TOKEN_TTL_SECS", 900)?,
             },
             bcrypt_cost,
+            sessions: SessionConfig {
+                refresh_token_ttl: positive_secs(&get, "REFRESH_TOKEN_TTL_SECS", THIRTY_DAYS)?,
+                max_lifetime: positive_secs(&get, "SESSION_MAX_LIFETIME_SECS", THIRTY_DAYS)?,
+            },
+            throttle: ThrottleConfig {
+                max_failures_per_email: parse(&get, "SIGNIN_MAX_FAILURES", 10)?,
+                max_failures_per_ip: parse(&get, "SIGNIN_MAX_FAILURES_PER_IP", 100)?,
+                window: positive_secs(&get, "SIGNIN_WINDOW_SECS", 900)?,
+            },
+            trusted_proxies: get("TRUSTED_PROXIES")
+                .map(|list| {
+                    list.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|ip| {
+                            ip.parse().map_err(|_| {
+                                ConfigError(format!(
+                                    "TRUSTED_PROXIES has an invalid address {ip:?}"
+                                ))
+                            })
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                })
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 
@@ -130,6 +186,19 @@ impl Config {
     #[must_use]
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
+    }
+}
+
+const THIRTY_DAYS: u64 = 30 * 24 * 60 * 60;
+
+fn positive_secs(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<Duration, ConfigError> {
+    match parse(get, name, default)? {
+        0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        secs => Ok(Duration::from_secs(secs)),
     }
 }
 

@@ -85,6 +85,12 @@ pub enum ApiError {
     /// The resource already exists.
     #[error("conflict: {0}")]
     Conflict(&'static str),
+    /// The resource no longer has the entity tag the client named in `If-Match`.
+    #[error("precondition failed")]
+    PreconditionFailed,
+    /// Too many failed sign-ins; the client may try again after this many seconds.
+    #[error("too many requests; retry after {0} s")]
+    TooManyRequests(u64),
     /// The body is larger than the server accepts.
     #[error("payload too large")]
     PayloadTooLarge,
@@ -128,6 +134,16 @@ impl ApiError {
             Self::Forbidden(detail) | Self::NotFound(detail) | Self::Conflict(detail) => {
                 ("about:blank", Some((*detail).to_string()), None)
             }
+            Self::PreconditionFailed => (
+                "about:blank",
+                Some("the news item has changed since the entity tag in If-Match; nothing was changed".to_string()),
+                None,
+            ),
+            Self::TooManyRequests(secs) => (
+                "about:blank",
+                Some(format!("too many failed sign-ins; try again in {secs} seconds")),
+                None,
+            ),
             Self::PayloadTooLarge => (
                 "about:blank",
                 Some(format!(
@@ -170,6 +186,8 @@ impl ResponseError for ApiError {
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -184,6 +202,11 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = problem_response(&self.problem());
+        if let Self::TooManyRequests(secs) = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
+        }
         if let Self::Unauthorized(failure) = self {
             // RFC 6750 §3: a request without a token gets the bare challenge.
             let challenge = match failure {

@@ -9,6 +9,7 @@
 //! - [`db`] holds the schema, the rows and the queries.
 //! - [`error`] renders every failure as RFC 9457 problem+json.
 
+pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod config;

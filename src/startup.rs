@@ -80,6 +80,9 @@ impl Application {
             pool,
             jwt: JwtKeys::new(&config.jwt),
             passwords: PasswordHasher::new(config.bcrypt_cost),
+            sessions: config.sessions,
+            throttle: config.throttle,
+            trusted_proxies: config.trusted_proxies.clone(),
         });
         let acceptor = TcpListener::bind(config.listen_addr)
             .into_acceptor()

@@ -1,19 +1,27 @@
-//! Accounts and access tokens: `POST /signup`, `POST /signin`, `GET /whoami`.
+//! Accounts and sessions: `POST /signup`, `POST /signin`, `POST /token/refresh`, `POST /signout`,
+//! `POST /signout/all`, `GET /whoami`.
 
 use chrono::{DateTime, Utc};
-use poem::web::Data;
+use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json, types::Email};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, BearerAuth, Errors, JsonBody, SharedState,
+    ApiTags, AppState, BearerAuth, Errors, JsonBody, SharedState,
     body::{email, present},
+    client_ip,
     errors::error_statuses,
 };
 use crate::{
-    db::users::{self, UserRow},
-    domain::{NewUser, Role, Timestamp, UserName},
+    auth::{NewRefreshToken, hash_refresh_token},
+    db::{
+        DbConn,
+        sessions::{self, Rotation},
+        throttle,
+        users::{self, UserRow},
+    },
+    domain::{Invalid, NewUser, Role, Timestamp, UserName},
     error::{ApiError, AuthFailure},
 };
 
@@ -44,6 +52,27 @@ pub struct SigninRequest {
     pub password: String,
 }
 
+/// A refresh token, to exchange or to end its session with.
+#[derive(Debug, Deserialize, Object)]
+pub struct RefreshTokenRequest {
+    /// A refresh token from `POST /signin` or `POST /token/refresh`
+    #[oai(validator(min_length = 1, max_length = 512))]
+    pub refresh_token: String,
+}
+
+impl RefreshTokenRequest {
+    /// The stored form of the token, once its length is checked.
+    fn hash(&self) -> Result<Vec<u8>, ApiError> {
+        if self.refresh_token.is_empty() || self.refresh_token.len() > 512 {
+            return Err(ApiError::invalid(vec![Invalid::new(
+                "refresh_token",
+                "must be 1 to 512 characters",
+            )]));
+        }
+        Ok(hash_refresh_token(&self.refresh_token))
+    }
+}
+
 /// The kind of token issued (RFC 6750).
 #[derive(Debug, Enum)]
 pub enum TokenType {
@@ -60,6 +89,10 @@ pub struct TokenResponse {
     pub token_type: TokenType,
     /// Seconds until the access token expires
     pub expires_in: i64,
+    /// Exchange at `POST /token/refresh` for new tokens; it works once
+    pub refresh_token: String,
+    /// Seconds until the refresh token expires
+    pub refresh_expires_in: i64,
 }
 
 /// What a user may do.
@@ -112,10 +145,17 @@ enum SignupResponse {
 }
 
 #[derive(ApiResponse)]
-enum SigninResponse {
-    /// An access token
+enum TokensResponse {
+    /// An access token and a refresh token
     #[oai(status = 200)]
     Ok(Json<TokenResponse>),
+}
+
+#[derive(ApiResponse)]
+enum SignoutResponse {
+    /// Signed out
+    #[oai(status = 204)]
+    Done,
 }
 
 #[derive(ApiResponse)]
@@ -127,7 +167,10 @@ enum WhoamiResponse {
 
 error_statuses! {
     SignupErrors: 400, 409, 413, 415, 422, 500, 503;
-    SigninErrors: 400, 401, 413, 415, 422, 500, 503;
+    SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
+    RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
+    SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
+    SignoutAllErrors: 401, 500, 503;
     WhoamiErrors: 401, 500, 503;
 }
 
@@ -170,16 +213,26 @@ impl AuthApi {
 
     /// Exchange email and password for an access token
     ///
-    /// An unknown email and a wrong password get the same 401 response.
+    /// An unknown email and a wrong password get the same 401 response. Returns a short-lived
+    /// access token and a refresh token that starts a session (see `POST /token/refresh`).
+    /// Repeated failures for one email, or from one client address, get 429 with `Retry-After`
+    /// until the window ends.
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
     async fn signin(
         &self,
         state: Data<&SharedState>,
+        req: &Request,
         body: JsonBody<SigninRequest>,
-    ) -> Result<SigninResponse, Errors<SigninErrors>> {
+    ) -> Result<TokensResponse, Errors<SigninErrors>> {
         let SigninRequest { email, password } = body.0;
+        let email_key = format!("email:{}", email.trim().to_lowercase());
+        let mut keys = vec![email_key.clone()];
+        keys.extend(client_ip(req, &state.trusted_proxies).map(|ip| format!("ip:{ip}")));
+
+        // Throttle before any bcrypt work, and hold no connection while hashing.
         let found = {
             let mut conn = state.pool.get().await?;
+            check_throttle(&state, &mut conn, &keys).await?;
             users::find_with_password_hash(&mut conn, email.trim()).await?
         };
         let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), Some(hash)));
@@ -188,20 +241,164 @@ impl AuthApi {
             .verify(password, hash)
             .await
             .map_err(ApiError::internal)?;
+
+        let mut conn = state.pool.get().await?;
         let Some(user) = user.filter(|_| verified) else {
+            throttle::record_failure(&mut conn, &keys, state.throttle.window).await?;
             return Err(ApiError::Unauthorized(AuthFailure::BadCredentials).into());
         };
-        let access_token = state.jwt.issue(user.id).map_err(ApiError::internal)?;
-        Ok(SigninResponse::Ok(Json(TokenResponse {
-            access_token,
-            token_type: TokenType::Bearer,
-            expires_in: i64::try_from(state.jwt.ttl().as_secs()).unwrap_or(i64::MAX),
-        })))
+        // Success forgets this email's failures; the address's count stands, so one good account
+        // cannot launder guesses at others.
+        throttle::clear(&mut conn, &email_key).await?;
+        let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
+        let now = Utc::now();
+        let session_expires_at = now + state.sessions.max_lifetime;
+        let refresh_expires_at = (now + state.sessions.refresh_token_ttl).min(session_expires_at);
+        let session_id = sessions::start_session(
+            &mut conn,
+            user.id,
+            session_expires_at,
+            &refresh.hash,
+            refresh_expires_at,
+        )
+        .await?;
+        Ok(TokensResponse::Ok(Json(token_response(
+            &state,
+            user.id,
+            session_id,
+            refresh.token,
+            refresh_expires_at,
+        )?)))
+    }
+
+    /// Exchange a refresh token for new tokens
+    ///
+    /// Rotates the refresh token: the response carries a new access token and a new refresh
+    /// token, and the one presented stops working. Presenting a refresh token that was already
+    /// rotated revokes its whole session (every token descended from that sign-in) and gets 401.
+    #[oai(
+        path = "/token/refresh",
+        method = "post",
+        operation_id = "refreshToken"
+    )]
+    async fn refresh(
+        &self,
+        state: Data<&SharedState>,
+        body: JsonBody<RefreshTokenRequest>,
+    ) -> Result<TokensResponse, Errors<RefreshErrors>> {
+        let old_hash = body.0.hash()?;
+        let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
+        let wanted_expiry = Utc::now() + state.sessions.refresh_token_ttl;
+        let mut conn = state.pool.get().await?;
+        match sessions::rotate(&mut conn, &old_hash, &refresh.hash, wanted_expiry).await? {
+            Rotation::Rotated {
+                user_id,
+                family_id,
+                expires_at,
+            } => Ok(TokensResponse::Ok(Json(token_response(
+                &state,
+                user_id,
+                family_id,
+                refresh.token,
+                expires_at,
+            )?))),
+            Rotation::Reused => {
+                tracing::warn!("refresh token reused; its session is revoked");
+                Err(ApiError::Unauthorized(AuthFailure::InvalidToken(
+                    "the refresh token was already used; its session has been revoked",
+                ))
+                .into())
+            }
+            Rotation::Invalid => Err(ApiError::Unauthorized(AuthFailure::InvalidToken(
+                "the refresh token is not valid, has expired, or its session has ended",
+            ))
+            .into()),
+        }
+    }
+
+    /// End a session
+    ///
+    /// Revokes the session of the refresh token given (if it is the caller's) and the session of
+    /// the access token used, at once: neither token works afterwards.
+    #[oai(path = "/signout", method = "post", operation_id = "signout")]
+    async fn signout(
+        &self,
+        state: Data<&SharedState>,
+        auth: BearerAuth,
+        body: JsonBody<RefreshTokenRequest>,
+    ) -> Result<SignoutResponse, Errors<SignoutErrors>> {
+        let hash = body.0.hash()?;
+        let mut conn = state.pool.get().await?;
+        sessions::end_sessions(&mut conn, auth.user.id, auth.session_id, &hash).await?;
+        Ok(SignoutResponse::Done)
+    }
+
+    /// End every session of the signed-in user
+    #[oai(path = "/signout/all", method = "post", operation_id = "signoutAll")]
+    async fn signout_all(
+        &self,
+        state: Data<&SharedState>,
+        auth: BearerAuth,
+    ) -> Result<SignoutResponse, Errors<SignoutAllErrors>> {
+        let mut conn = state.pool.get().await?;
+        sessions::end_all_sessions(&mut conn, auth.user.id).await?;
+        Ok(SignoutResponse::Done)
     }
 
     /// The user the access token belongs to
     #[oai(path = "/whoami", method = "get", operation_id = "whoami")]
     async fn whoami(&self, auth: BearerAuth) -> Result<WhoamiResponse, Errors<WhoamiErrors>> {
-        Ok(WhoamiResponse::Ok(Json(auth.0.into())))
+        Ok(WhoamiResponse::Ok(Json(auth.user.into())))
     }
+}
+
+/// 429 when the email or the client address has failed too often in the current window.
+async fn check_throttle(
+    state: &AppState,
+    conn: &mut DbConn,
+    keys: &[String],
+) -> Result<(), ApiError> {
+    let limits = state.throttle;
+    let counts = throttle::current_failures(conn, keys, limits.window).await?;
+    let now = Utc::now();
+    let blocked_until = counts
+        .iter()
+        .filter(|count| {
+            let limit = if count.key.starts_with("ip:") {
+                limits.max_failures_per_ip
+            } else {
+                limits.max_failures_per_email
+            };
+            count.failures >= limit
+        })
+        .map(|count| count.window_started_at + limits.window)
+        .max();
+    match blocked_until {
+        Some(until) => {
+            let secs = (until - now).num_seconds().max(1);
+            Err(ApiError::TooManyRequests(u64::try_from(secs).unwrap_or(1)))
+        }
+        None => Ok(()),
+    }
+}
+
+/// The body of a successful sign-in or refresh.
+fn token_response(
+    state: &AppState,
+    user_id: Uuid,
+    session_id: Uuid,
+    refresh_token: String,
+    refresh_expires_at: DateTime<Utc>,
+) -> Result<TokenResponse, ApiError> {
+    let access_token = state
+        .jwt
+        .issue(user_id, session_id)
+        .map_err(ApiError::internal)?;
+    Ok(TokenResponse {
+        access_token,
+        token_type: TokenType::Bearer,
+        expires_in: i64::try_from(state.jwt.ttl().as_secs()).unwrap_or(i64::MAX),
+        refresh_token,
+        refresh_expires_in: (refresh_expires_at - Utc::now()).num_seconds().max(0),
+    })
 }

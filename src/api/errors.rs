@@ -73,14 +73,22 @@ impl<S: ErrorStatuses> ApiResponse for Errors<S> {
 }
 
 fn problem_meta(status: u16) -> MetaResponse {
+    let header = |name: &str, description: &str| MetaHeader {
+        name: name.to_string(),
+        description: Some(description.to_string()),
+        required: true,
+        deprecated: false,
+        schema: String::schema_ref(),
+    };
     let headers = match status {
-        401 => vec![MetaHeader {
-            name: "WWW-Authenticate".to_string(),
-            description: Some("The authentication scheme (RFC 6750)".to_string()),
-            required: true,
-            deprecated: false,
-            schema: String::schema_ref(),
-        }],
+        401 => vec![header(
+            "WWW-Authenticate",
+            "The authentication scheme (RFC 6750)",
+        )],
+        429 => vec![header(
+            "Retry-After",
+            "Seconds until sign-in is allowed again",
+        )],
         _ => Vec::new(),
     };
     MetaResponse {
@@ -104,9 +112,11 @@ fn describe(status: u16) -> &'static str {
         403 => "The signed-in user may not do this",
         404 => "No such resource",
         409 => "The resource already exists",
+        412 => "The news item no longer has the entity tag given in `If-Match`; nothing changed",
         413 => "The request body is too large",
         415 => "The request body is not `application/json`",
         422 => "Well-formed JSON that breaks the schema; `errors` lists the offending fields",
+        429 => "Too many failed sign-ins; try again after `Retry-After` seconds",
         500 => "An unexpected fault; details are in the server's log, never in the response",
         503 => "The database does not answer in time",
         _ => "An error",

@@ -9,7 +9,7 @@ mod news;
 mod security;
 mod service;
 
-use std::sync::Arc;
+use std::{net::IpAddr, sync::Arc};
 
 use poem_openapi::Tags;
 
@@ -18,11 +18,12 @@ pub use self::{
     body::{JsonBody, MAX_BODY_BYTES, close_request_bodies},
     errors::Errors,
     news::NewsApi,
-    security::BearerAuth,
+    security::{BearerAuth, client_ip},
     service::ServiceApi,
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},
+    config::{SessionConfig, ThrottleConfig},
     db::DbPool,
 };
 
@@ -34,6 +35,12 @@ pub struct AppState {
     pub jwt: JwtKeys,
     /// bcrypt at the configured cost.
     pub passwords: PasswordHasher,
+    /// Session and refresh-token lifetimes.
+    pub sessions: SessionConfig,
+    /// Sign-in failure limits.
+    pub throttle: ThrottleConfig,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
 }
 
 /// The state as handlers receive it.

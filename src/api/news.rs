@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
-    param::{Path, Query},
+    param::{Header, Path, Query},
     payload::Json,
 };
 use serde::Deserialize;
@@ -20,7 +20,10 @@ use crate::{
         },
         users::UserRow,
     },
-    domain::{Cursor, NewsDraft, NewsEdit, Role, SortOrder, Timestamp},
+    domain::{
+        Cursor, NewsBody, NewsDraft, NewsEdit, NewsTitle, Role, SortOrder, TagCondition, Timestamp,
+        entity_tag,
+    },
     error::ApiError,
 };
 
@@ -130,14 +133,41 @@ enum CreateResponse {
         /// The URL of the new news item
         #[oai(header = "Location")]
         String,
+        /// The news item's current entity tag, for `If-Match` and `If-None-Match`
+        #[oai(header = "ETag")]
+        String,
     ),
 }
 
 #[derive(ApiResponse)]
-enum NewsResponse {
+enum GetResponse {
     /// The news item
     #[oai(status = 200)]
-    Ok(Json<News>),
+    Ok(
+        Json<News>,
+        /// The news item's current entity tag, for `If-Match` and `If-None-Match`
+        #[oai(header = "ETag")]
+        String,
+    ),
+    /// The news item has not changed since the tag given in `If-None-Match`
+    #[oai(status = 304)]
+    NotModified(
+        /// The news item's current entity tag, for `If-Match` and `If-None-Match`
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+enum WriteResponse {
+    /// The news item as written
+    #[oai(status = 200)]
+    Ok(
+        Json<News>,
+        /// The news item's current entity tag, for `If-Match` and `If-None-Match`
+        #[oai(header = "ETag")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -165,8 +195,9 @@ error_statuses! {
     ListErrors: 400, 401, 500, 503;
     CreateErrors: 400, 401, 413, 415, 422, 500, 503;
     GetErrors: 400, 401, 404, 500, 503;
-    WriteErrors: 400, 401, 403, 404, 413, 415, 422, 500, 503;
-    DeleteErrors: 400, 401, 403, 404, 500, 503;
+    WriteErrors: 400, 401, 403, 404, 412, 413, 415, 422, 500, 503;
+    BulkErrors: 400, 401, 403, 413, 415, 422, 500, 503;
+    DeleteErrors: 400, 401, 403, 404, 412, 500, 503;
 }
 
 /// The most items a page holds.
@@ -271,12 +302,14 @@ impl NewsApi {
             body: draft.body.into_inner(),
             date_created: draft.date_created.map_or(now, Timestamp::get),
             date_updated: now,
-            author_id: auth.0.id,
+            author_id: auth.user.id,
+            version: 1,
         };
         let mut conn = state.pool.get().await?;
         let news = db_news::insert_news(&mut conn, &row).await?;
         let location = format!("/news/{}", news.id);
-        Ok(CreateResponse::Created(Json(news.into()), location))
+        let tag = entity_tag(news.version);
+        Ok(CreateResponse::Created(Json(news.into()), location, tag))
     }
 
     /// Count the news that match the filters
@@ -309,12 +342,24 @@ impl NewsApi {
         _auth: BearerAuth,
         /// The news item's id
         id: Path<Uuid>,
-    ) -> Result<NewsResponse, Errors<GetErrors>> {
+        /// Answer 304 if the news item still has one of these entity tags (RFC 9110)
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<GetResponse, Errors<GetErrors>> {
         let mut conn = state.pool.get().await?;
         let news = db_news::find_news(&mut conn, id.0)
             .await?
             .ok_or(ApiError::NotFound("no news item with this id"))?;
-        Ok(NewsResponse::Ok(Json(news.into())))
+        let tag = entity_tag(news.version);
+        let unchanged = if_none_match
+            .0
+            .as_deref()
+            .is_some_and(|header| TagCondition::parse(header, false).matches(news.version));
+        Ok(if unchanged {
+            GetResponse::NotModified(tag)
+        } else {
+            GetResponse::Ok(Json(news.into()), tag)
+        })
     }
 
     /// Replace a news item
@@ -328,8 +373,11 @@ impl NewsApi {
         auth: BearerAuth,
         /// The news item's id
         id: Path<Uuid>,
+        /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
         body: JsonBody<NewsInput>,
-    ) -> Result<NewsResponse, Errors<WriteErrors>> {
+    ) -> Result<WriteResponse, Errors<WriteErrors>> {
         let NewsInput {
             title,
             body,
@@ -342,9 +390,7 @@ impl NewsApi {
             date_created: draft.date_created.map(Timestamp::get),
             date_updated: Some(Timestamp::now().get()),
         };
-        let mut conn = state.pool.get().await?;
-        let outcome = db_news::update_news(&mut conn, id.0, writer(&auth.0), &changes).await?;
-        Ok(NewsResponse::Ok(Json(written(outcome)?.into())))
+        write(&state, id.0, &auth, if_match.0.as_deref(), &changes).await
     }
 
     /// Change some fields of a news item
@@ -357,23 +403,13 @@ impl NewsApi {
         auth: BearerAuth,
         /// The news item's id
         id: Path<Uuid>,
+        /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
         body: JsonBody<NewsPatch>,
-    ) -> Result<NewsResponse, Errors<WriteErrors>> {
-        let NewsPatch {
-            title,
-            body,
-            date_created,
-        } = body.0;
-        let edit = NewsEdit::parse(title, body, date_created).map_err(ApiError::invalid)?;
-        let changes = NewsChanges {
-            title: edit.title.map(|t| t.into_inner()),
-            body: edit.body.map(|b| b.into_inner()),
-            date_created: edit.date_created.map(Timestamp::get),
-            date_updated: Some(Timestamp::now().get()),
-        };
-        let mut conn = state.pool.get().await?;
-        let outcome = db_news::update_news(&mut conn, id.0, writer(&auth.0), &changes).await?;
-        Ok(NewsResponse::Ok(Json(written(outcome)?.into())))
+    ) -> Result<WriteResponse, Errors<WriteErrors>> {
+        let changes = patch_changes(body.0)?;
+        write(&state, id.0, &auth, if_match.0.as_deref(), &changes).await
     }
 
     /// Delete a news item
@@ -386,11 +422,95 @@ impl NewsApi {
         auth: BearerAuth,
         /// The news item's id
         id: Path<Uuid>,
+        /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
     ) -> Result<DeleteResponse, Errors<DeleteErrors>> {
+        let versions = expected_versions(if_match.0.as_deref());
         let mut conn = state.pool.get().await?;
-        written(db_news::delete_news(&mut conn, id.0, writer(&auth.0)).await?)?;
+        let outcome =
+            db_news::delete_news(&mut conn, id.0, writer(&auth.user), versions.as_deref()).await?;
+        written(outcome)?;
         Ok(DeleteResponse::Deleted)
     }
+
+    /// Change some fields of every news item that matches (admins only)
+    ///
+    /// The bulk update of the original `PATCH /news-models?where=`: the list's filters select the
+    /// news, the body's fields are set on all of them. Only admins may use it.
+    #[oai(path = "/news", method = "patch", operation_id = "bulkUpdateNews")]
+    async fn bulk_update(
+        &self,
+        state: Data<&SharedState>,
+        auth: BearerAuth,
+        /// Full-text search over title and body (web-search syntax, English stemming)
+        #[oai(validator(min_length = 1, max_length = 200))]
+        q: Query<Option<String>>,
+        /// Only news by this author
+        author_id: Query<Option<Uuid>>,
+        /// Only news whose `date_created` is later than this instant
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Only news whose `date_created` is earlier than this instant
+        created_before: Query<Option<DateTime<Utc>>>,
+        body: JsonBody<NewsPatch>,
+    ) -> Result<CountResponse, Errors<BulkErrors>> {
+        if !writer(&auth.user).is_admin {
+            return Err(ApiError::Forbidden("only admins may change news in bulk").into());
+        }
+        let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0)?;
+        let changes = patch_changes(body.0)?;
+        let mut conn = state.pool.get().await?;
+        let count = db_news::update_matching(&mut conn, &filter, &changes).await?;
+        Ok(CountResponse::Ok(Json(NewsCount {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
+        })))
+    }
+}
+
+/// The versions an `If-Match` header names; `None` when any version will do.
+fn expected_versions(if_match: Option<&str>) -> Option<Vec<i64>> {
+    match TagCondition::parse(if_match?, true) {
+        TagCondition::Any => None,
+        TagCondition::Versions(versions) => Some(versions),
+    }
+}
+
+/// A guarded write of one news item, answered with the item and its new entity tag.
+async fn write(
+    state: &SharedState,
+    id: Uuid,
+    auth: &BearerAuth,
+    if_match: Option<&str>,
+    changes: &NewsChanges,
+) -> Result<WriteResponse, Errors<WriteErrors>> {
+    let versions = expected_versions(if_match);
+    let mut conn = state.pool.get().await?;
+    let outcome = db_news::update_news(
+        &mut conn,
+        id,
+        writer(&auth.user),
+        versions.as_deref(),
+        changes,
+    )
+    .await?;
+    let news = written(outcome)?;
+    let tag = entity_tag(news.version);
+    Ok(WriteResponse::Ok(Json(news.into()), tag))
+}
+
+fn patch_changes(patch: NewsPatch) -> Result<NewsChanges, ApiError> {
+    let NewsPatch {
+        title,
+        body,
+        date_created,
+    } = patch;
+    let edit = NewsEdit::parse(title, body, date_created).map_err(ApiError::invalid)?;
+    Ok(NewsChanges {
+        title: edit.title.map(NewsTitle::into_inner),
+        body: edit.body.map(NewsBody::into_inner),
+        date_created: edit.date_created.map(Timestamp::get),
+        date_updated: Some(Timestamp::now().get()),
+    })
 }
 
 fn writer(user: &UserRow) -> Writer {
@@ -403,6 +523,7 @@ fn writer(user: &UserRow) -> Writer {
 fn written<T>(outcome: WriteOutcome<T>) -> Result<T, ApiError> {
     match outcome {
         WriteOutcome::Done(value) => Ok(value),
+        WriteOutcome::Stale => Err(ApiError::PreconditionFailed),
         WriteOutcome::NotOwner => Err(ApiError::Forbidden(
             "only the author may change this news item",
         )),

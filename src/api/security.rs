@@ -5,6 +5,8 @@
 //! answers every failure with the same plain-text 401, where RFC 6750 wants a case-insensitive
 //! scheme and an `invalid_token` challenge for a bad token.
 
+use std::net::IpAddr;
+
 use poem::{Request, RequestBody, http::header};
 use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
@@ -13,16 +15,22 @@ use poem_openapi::{
 
 use super::SharedState;
 use crate::{
-    db::users::{UserRow, find_user},
+    auth::TokenError,
+    db::{sessions::find_session_user, users::UserRow},
     error::{ApiError, AuthFailure},
 };
 
 /// The scheme's name in the spec.
 const SCHEME: &str = "BearerAuth";
 
-/// The signed-in user, as loaded for this request.
+/// The signed-in user, as loaded for this request, and the session the token belongs to.
 #[derive(Debug)]
-pub struct BearerAuth(pub UserRow);
+pub struct BearerAuth {
+    /// The user, with the role the database holds now.
+    pub user: UserRow,
+    /// The session (refresh-token family) of the access token.
+    pub session_id: uuid::Uuid,
+}
 
 impl<'a> ApiExtractor<'a> for BearerAuth {
     const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
@@ -60,18 +68,24 @@ impl<'a> ApiExtractor<'a> for BearerAuth {
             .ok_or_else(|| ApiError::internal("application state missing"))?;
         let token = bearer_token(req)?;
         let claims = state.jwt.verify(token).map_err(|err| {
-            invalid(if err == crate::auth::TokenError::Expired {
-                "the token has expired"
-            } else {
-                "the token is not valid"
+            invalid(match err {
+                TokenError::Expired => "the token has expired",
+                TokenError::TooLong => "the token is too long",
+                TokenError::Invalid => "the token is not valid",
             })
         })?;
+        // One query: the user still exists and the session is neither revoked nor expired, so that
+        // deleting a user or signing out takes effect at once. The role comes from the same row, so
+        // a demotion does too.
         let mut conn = state.pool.get().await.map_err(ApiError::from)?;
-        let user = find_user(&mut conn, claims.sub)
+        let user = find_session_user(&mut conn, claims.sub, claims.sid)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| invalid("the token's user no longer exists"))?;
-        Ok(Self(user))
+            .ok_or_else(|| invalid("the token's session has ended or its user no longer exists"))?;
+        Ok(Self {
+            user,
+            session_id: claims.sid,
+        })
     }
 }
 
@@ -97,4 +111,33 @@ fn bearer_token(req: &Request) -> Result<&str, ApiError> {
         return Err(invalid("the bearer token is empty"));
     }
     Ok(token)
+}
+
+/// The client's address: the socket's peer, unless the peer is a trusted proxy, in which case the
+/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. A header from anyone
+/// else changes nothing.
+#[must_use]
+pub fn client_ip(req: &Request, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
+    let peer = req
+        .remote_addr()
+        .as_socket_addr()
+        .map(std::net::SocketAddr::ip)?;
+    if !trusted_proxies.contains(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .filter_map(|hop| hop.trim().parse().ok())
+        .collect();
+    Some(
+        forwarded
+            .into_iter()
+            .rev()
+            .find(|hop| !trusted_proxies.contains(hop))
+            .unwrap_or(peer),
+    )
 }

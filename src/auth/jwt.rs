@@ -1,4 +1,4 @@
-//! Access tokens: HS256 JWTs with `sub`, `iat`, `nbf`, `exp`, `iss`, `aud` and `typ`.
+//! Access tokens: HS256 JWTs with `sub`, `sid`, `iat`, `nbf`, `exp`, `iss`, `aud` and `typ`.
 //!
 //! jsonwebtoken's `Validation::new` alone allows 60 s of leeway, leaves `nbf` unchecked and checks
 //! `iss` only when one is configured; here every check is set explicitly.
@@ -22,10 +22,12 @@ const LEEWAY_SECS: u64 = 5;
 pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 
 /// The claims of an access token.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AccessClaims {
     /// The user's id.
     pub sub: Uuid,
+    /// The session (refresh-token family) the token belongs to; revoking it ends the token too.
+    pub sid: Uuid,
     /// Issued at (seconds since the epoch).
     pub iat: i64,
     /// Not before.
@@ -102,14 +104,20 @@ impl JwtKeys {
         self.ttl
     }
 
-    /// Issues an access token for `user_id`, valid from now for the configured lifetime.
+    /// Issues an access token for `user_id` in session `session_id`, valid from now for the
+    /// configured lifetime.
     ///
     /// # Errors
     /// Signing failed (it cannot with an HMAC key, but the library says it may).
-    pub fn issue(&self, user_id: Uuid) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = chrono::Utc::now().timestamp();
         let claims = AccessClaims {
             sub: user_id,
+            sid: session_id,
             iat: now,
             nbf: now,
             exp: now + i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX / 2),
@@ -167,7 +175,7 @@ mod tests {
     fn claims(overrides: serde_json::Value) -> serde_json::Value {
         let now = chrono::Utc::now().timestamp();
         let mut claims = serde_json::json!({
-            "sub": Uuid::new_v4(), "iat": now, "nbf": now, "exp": now + 60,
+            "sub": Uuid::new_v4(), "sid": Uuid::new_v4(), "iat": now, "nbf": now, "exp": now + 60,
             "iss": "newsapi", "aud": "newsapi", "typ": "access",
         });
         for (k, v) in overrides.as_object().unwrap() {
@@ -184,8 +192,9 @@ mod tests {
     fn an_issued_token_verifies() {
         let keys = keys();
         let user = Uuid::new_v4();
-        let claims = keys.verify(&keys.issue(user).unwrap()).unwrap();
-        assert_eq!(claims.sub, user);
+        let session = Uuid::new_v4();
+        let claims = keys.verify(&keys.issue(user, session).unwrap()).unwrap();
+        assert_eq!((claims.sub, claims.sid), (user, session));
     }
 
     #[test]
@@ -219,6 +228,7 @@ mod tests {
             serde_json::json!({"aud": null}),
             serde_json::json!({"typ": "refresh"}),
             serde_json::json!({"sub": "not-a-uuid"}),
+            serde_json::json!({"sid": null}),
         ] {
             let token = sign(&claims(overrides.clone()), ALGORITHM);
             assert!(keys().verify(&token).is_err(), "accepted {overrides}");
@@ -228,7 +238,7 @@ mod tests {
     #[test]
     fn a_tampered_signature_or_garbage_is_refused() {
         let keys = keys();
-        let token = keys.issue(Uuid::new_v4()).unwrap();
+        let token = keys.issue(Uuid::new_v4(), Uuid::new_v4()).unwrap();
         let (head, _) = token.rsplit_once('.').unwrap();
         assert!(keys.verify(&format!("{head}.AAAA")).is_err());
         assert!(keys.verify(&token[..token.len() - 3]).is_err());

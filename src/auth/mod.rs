@@ -3,6 +3,8 @@
 
 pub mod jwt;
 pub mod password;
+pub mod refresh;
 
 pub use jwt::{AccessClaims, JwtKeys, TokenError};
 pub use password::PasswordHasher;
+pub use refresh::{NewRefreshToken, hash_refresh_token};

@@ -4,6 +4,8 @@
 
 pub mod news;
 pub mod schema;
+pub mod sessions;
+pub mod throttle;
 pub mod users;
 
 use std::time::Duration;

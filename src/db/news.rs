@@ -28,6 +28,8 @@ pub struct NewsRow {
     pub date_updated: DateTime<Utc>,
     /// Who wrote it.
     pub author_id: Uuid,
+    /// Bumped by every write; the entity tag is made from it.
+    pub version: i64,
 }
 
 /// The fields a write changes; `None` leaves a field as it is.
@@ -86,6 +88,8 @@ pub enum WriteOutcome<T> {
     NotOwner,
     /// No such row.
     Missing,
+    /// The writer may write it, but its version is not one the client named (`If-Match`).
+    Stale,
 }
 
 type Condition = Box<dyn BoxableExpression<news::table, Pg, SqlType = Bool>>;
@@ -117,12 +121,17 @@ fn matching(filter: &NewsFilter) -> Condition {
     condition
 }
 
-fn owned_by(writer: Writer) -> Condition {
-    if writer.is_admin {
+/// The rows `writer` may write, at one of the `versions` if any are named.
+fn writable(writer: Writer, versions: Option<&[i64]>) -> Condition {
+    let mut condition: Condition = if writer.is_admin {
         Box::new(sql::<Bool>("TRUE"))
     } else {
         Box::new(news::author_id.eq(writer.user_id))
+    };
+    if let Some(versions) = versions {
+        condition = Box::new(condition.and(news::version.eq_any(versions.to_vec())));
     }
+    condition
 }
 
 /// Inserts a news item.
@@ -195,7 +204,9 @@ pub async fn count_news(conn: &mut AsyncPgConnection, filter: &NewsFilter) -> Qu
         .await
 }
 
-/// Applies `changes` to the news item if `writer` may write it, in one statement.
+/// Applies `changes` to the news item if `writer` may write it and (when `versions` is given) it
+/// is at one of those versions — all in the one `UPDATE`, so no other write can slip between the
+/// check and the change.
 ///
 /// # Errors
 /// Database errors.
@@ -203,21 +214,22 @@ pub async fn update_news(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     writer: Writer,
+    versions: Option<&[i64]>,
     changes: &NewsChanges,
 ) -> QueryResult<WriteOutcome<NewsRow>> {
-    let updated = diesel::update(news::table.find(id).filter(owned_by(writer)))
-        .set(changes)
+    let updated = diesel::update(news::table.find(id).filter(writable(writer, versions)))
+        .set((changes, news::version.eq(news::version + 1)))
         .returning(NewsRow::as_returning())
         .get_result(conn)
         .await
         .optional()?;
     match updated {
         Some(row) => Ok(WriteOutcome::Done(row)),
-        None => why_not_written(conn, id).await,
+        None => why_not_written(conn, id, writer).await,
     }
 }
 
-/// Deletes the news item if `writer` may, in one statement.
+/// Deletes the news item under the same conditions as [`update_news`], in one statement.
 ///
 /// # Errors
 /// Database errors.
@@ -225,29 +237,51 @@ pub async fn delete_news(
     conn: &mut AsyncPgConnection,
     id: Uuid,
     writer: Writer,
+    versions: Option<&[i64]>,
 ) -> QueryResult<WriteOutcome<()>> {
-    let deleted = diesel::delete(news::table.find(id).filter(owned_by(writer)))
+    let deleted = diesel::delete(news::table.find(id).filter(writable(writer, versions)))
         .execute(conn)
         .await?;
     if deleted == 1 {
         Ok(WriteOutcome::Done(()))
     } else {
-        why_not_written(conn, id).await
+        why_not_written(conn, id, writer).await
     }
 }
 
-/// After a guarded write touched nothing: was the row missing, or someone else's? The write has
-/// already been refused; this read only chooses between 404 and 403.
+/// Applies `changes` to every news item that matches `filter`; returns how many changed.
+///
+/// # Errors
+/// Database errors.
+pub async fn update_matching(
+    conn: &mut AsyncPgConnection,
+    filter: &NewsFilter,
+    changes: &NewsChanges,
+) -> QueryResult<usize> {
+    diesel::update(news::table.filter(matching(filter)))
+        .set((changes, news::version.eq(news::version + 1)))
+        .execute(conn)
+        .await
+}
+
+/// After a guarded write touched nothing: was the row missing, someone else's, or at another
+/// version? The write has already been refused; this read only chooses between 404, 403 and 412,
+/// in that order (RFC 9110 §13.2.1: preconditions are ignored when the answer would be an error
+/// without them).
 async fn why_not_written<T>(
     conn: &mut AsyncPgConnection,
     id: Uuid,
+    writer: Writer,
 ) -> QueryResult<WriteOutcome<T>> {
-    let exists = diesel::select(diesel::dsl::exists(news::table.find(id)))
-        .get_result::<bool>(conn)
-        .await?;
-    Ok(if exists {
-        WriteOutcome::NotOwner
-    } else {
-        WriteOutcome::Missing
+    let author: Option<Uuid> = news::table
+        .find(id)
+        .select(news::author_id)
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(match author {
+        None => WriteOutcome::Missing,
+        Some(author) if author != writer.user_id && !writer.is_admin => WriteOutcome::NotOwner,
+        Some(_) => WriteOutcome::Stale,
     })
 }

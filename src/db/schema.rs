@@ -8,6 +8,35 @@ diesel::table! {
         date_created -> Timestamptz,
         date_updated -> Timestamptz,
         author_id -> Uuid,
+        version -> Int8,
+    }
+}
+
+diesel::table! {
+    refresh_families (id) {
+        id -> Uuid,
+        user_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        revoked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Bytea,
+        family_id -> Uuid,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+        rotated_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    signin_failures (key) {
+        key -> Text,
+        window_started_at -> Timestamptz,
+        failures -> Int4,
     }
 }
 
@@ -30,6 +59,15 @@ diesel::table! {
 }
 
 diesel::joinable!(news -> users (author_id));
+diesel::joinable!(refresh_families -> users (user_id));
+diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(user_credentials -> users (user_id));
 
-diesel::allow_tables_to_appear_in_same_query!(news, user_credentials, users,);
+diesel::allow_tables_to_appear_in_same_query!(
+    news,
+    refresh_families,
+    refresh_tokens,
+    signin_failures,
+    user_credentials,
+    users,
+);

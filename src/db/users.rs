@@ -7,7 +7,10 @@ use uuid::Uuid;
 
 use super::schema::{user_credentials, users};
 
-diesel::define_sql_function!(fn lower(x: Text) -> Text);
+diesel::define_sql_function! {
+    /// SQL `lower()`, for case-insensitive email look-ups served by `users_email_lower_key`.
+    fn lower(x: Text) -> Text;
+}
 
 /// A user as stored; it never carries the password hash.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]

@@ -2,10 +2,12 @@
 //! Each `parse` returns the value or an [`Invalid`] naming the field and the rule it broke.
 
 mod cursor;
+mod etag;
 mod news;
 mod user;
 
 pub use cursor::{Cursor, SortOrder};
+pub use etag::{TagCondition, entity_tag};
 pub use news::{NewsBody, NewsDraft, NewsEdit, NewsTitle, Timestamp};
 pub use user::{Email, NewUser, Password, Role, UserName};
 

@@ -23,9 +23,13 @@ impl NewUser {
         password: String,
         name: Option<String>,
     ) -> Result<Self, Vec<Invalid>> {
+        let mut personal = vec![email];
+        personal.extend(email.split('@').next());
+        personal.extend(name.as_deref());
+        let password = Password::parse(password, &personal);
         match (
             Email::parse(email),
-            Password::parse(password),
+            password,
             name.map(UserName::parse).transpose(),
         ) {
             (Ok(email), Ok(password), Ok(name)) => Ok(Self {
@@ -70,8 +74,10 @@ impl Email {
     }
 }
 
-/// A password fit to hash: 8 to 72 characters and at most 72 bytes of UTF-8, since bcrypt ignores
-/// every byte after the 72nd and a longer password would silently be cut.
+/// A password fit to hash: normalised to Unicode NFKC (NIST SP 800-63B §5.1.1.2, so that the same
+/// password typed on two keyboards is the same), then 8 to 72 characters and at most 72 bytes of
+/// UTF-8 (bcrypt ignores every byte after the 72nd, so a longer password would silently be cut),
+/// and not easily guessed.
 #[derive(Clone)]
 pub struct Password(String);
 
@@ -81,9 +87,15 @@ impl Password {
     /// The most bytes bcrypt reads.
     pub const MAX_BYTES: usize = 72;
 
+    /// Checks a new password. `personal` holds what the user's password must not merely be (their
+    /// email, its local part, their name).
+    ///
     /// # Errors
-    /// A password that is too short or too long.
-    pub fn parse(raw: String) -> Result<Self, Invalid> {
+    /// A password that is too short, too long, or too easy to guess: zxcvbn (whose dictionaries of
+    /// common passwords, words and names ship with the crate) estimates at most 10^6 guesses, as for
+    /// `password1`, `iloveyou2` or the user's own email.
+    pub fn parse(raw: String, personal: &[&str]) -> Result<Self, Invalid> {
+        let raw = Self::normalise(&raw);
         if raw.chars().count() < Self::MIN_CHARS {
             return Err(Invalid::new(
                 "password",
@@ -96,7 +108,23 @@ impl Password {
                 format!("must be at most {} bytes in UTF-8", Self::MAX_BYTES),
             ));
         }
+        if matches!(
+            zxcvbn::zxcvbn(&raw, personal).score(),
+            zxcvbn::Score::Zero | zxcvbn::Score::One
+        ) {
+            return Err(Invalid::new(
+                "password",
+                "is too common or too easy to guess; try a longer phrase",
+            ));
+        }
         Ok(Self(raw))
+    }
+
+    /// The form a password is hashed and compared in: Unicode NFKC.
+    #[must_use]
+    pub fn normalise(raw: &str) -> String {
+        use unicode_normalization::UnicodeNormalization;
+        raw.nfkc().collect()
     }
 
     /// The password itself, for the hasher only.
@@ -182,24 +210,60 @@ mod tests {
         assert!(Email::parse(&format!("{}@example.com", "a".repeat(250))).is_err());
     }
 
+    fn password(raw: &str) -> Result<Password, Invalid> {
+        Password::parse(raw.to_string(), &["ada@example.com", "ada"])
+    }
+
     #[test]
     fn a_password_of_seven_characters_is_too_short_and_eight_is_enough() {
-        assert!(Password::parse("1234567".into()).is_err());
-        assert!(Password::parse("12345678".into()).is_ok());
+        assert!(password("k9#Vq2!").is_err());
+        assert!(password("k9#Vq2!x").is_ok());
     }
 
     #[test]
     fn a_password_is_limited_to_72_bytes_not_72_characters() {
-        assert!(Password::parse("a".repeat(72)).is_ok());
-        assert!(Password::parse("a".repeat(73)).is_err());
+        let ascii = "k9#Vq2!xZ".repeat(8);
+        assert!(password(&ascii).is_ok());
+        assert!(password(&format!("{ascii}a")).is_err());
         // 36 two-byte characters are 72 bytes; 37 are 74.
-        assert!(Password::parse("é".repeat(36)).is_ok());
-        assert!(Password::parse("é".repeat(37)).is_err());
+        let two_byte = "éàüöñçßø".repeat(5);
+        assert!(password(&two_byte.chars().take(36).collect::<String>()).is_ok());
+        assert_eq!(
+            password(&two_byte.chars().take(37).collect::<String>())
+                .unwrap_err()
+                .field,
+            "password"
+        );
+    }
+
+    #[test]
+    fn common_passwords_and_the_users_own_email_are_refused() {
+        for common in [
+            "password",
+            "password1",
+            "12345678",
+            "iloveyou",
+            "qwertyuiop",
+            "P@ssw0rd",
+            "ada@example.com",
+        ] {
+            assert!(password(common).is_err(), "{common} was accepted");
+        }
+        assert!(password("correct horse battery staple").is_ok());
+    }
+
+    #[test]
+    fn passwords_are_normalised_to_nfkc() {
+        // U+212B ANGSTROM SIGN and U+00C5 are the same letter; so are the full-width digits and 1.
+        let typed_one_way = password("\u{212B}ngstr\u{00F6}m-\u{FF11}\u{FF12}\u{FF13}x").unwrap();
+        let typed_another = password("\u{00C5}ngstro\u{0308}m-123x").unwrap();
+        assert_eq!(typed_one_way.expose(), typed_another.expose());
+        assert_eq!(Password::normalise("\u{FF21}"), "A");
     }
 
     #[test]
     fn a_password_never_shows_in_debug_output() {
-        let password = Password::parse("hunter2hunter2".into()).unwrap();
+        let password = password("hunter2hunter2-lazy-dog").unwrap();
         assert!(!format!("{password:?}").contains("hunter2"));
     }
 

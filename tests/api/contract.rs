@@ -5,7 +5,7 @@
 //! Normalisation rules (everything else must match exactly):
 //! 1. Only `paths`, `components.schemas` and `components.securitySchemes` are compared; `info`,
 //!    `servers` and the top-level `tags` list are documentation.
-//! 2. `$ref`s to `#/components/parameters/…` and `#/components/responses/…` are inlined
+//! 2. `$ref`s to `#/components/parameters/…`, `…/responses/…` and `…/headers/…` are inlined
 //!    (poem-openapi always writes them inline; the hand-written spec shares them).
 //! 3. Prose is not compared: `description`, `summary`, `example`, `examples`, `title` (as keys of a
 //!    schema, parameter, response or operation — never a property of that name).
@@ -46,7 +46,7 @@ fn inline_refs(value: &Value, root: &Value) -> Value {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(target)) = map.get("$ref") {
-                for section in ["parameters", "responses"] {
+                for section in ["parameters", "responses", "headers"] {
                     let prefix = format!("#/components/{section}/");
                     if let Some(name) = target.strip_prefix(&prefix) {
                         let resolved = &root["components"][section][name];

@@ -1,0 +1,105 @@
+//! Administrative commands: `newsapi create-admin --email E` (password on standard input, never on
+//! the command line, where other users of the machine could read it) and `newsapi promote E`.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::{
+    auth::PasswordHasher,
+    config::Config,
+    db::{
+        self,
+        schema::users,
+        users::{UserRow, insert_user, lower},
+    },
+    domain::{Email, NewUser, Role, Timestamp, UserName},
+};
+
+/// Why an administrative command failed; each message is one line for the operator.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The email or password does not pass the signup rules.
+    #[error("{0}")]
+    Invalid(String),
+    /// The account exists already.
+    #[error("an account with the email {0} already exists; use `newsapi promote {0}`")]
+    Exists(String),
+    /// No account has this email.
+    #[error("no user has the email {0}")]
+    UnknownUser(String),
+    /// The database could not be reached or migrated.
+    #[error(transparent)]
+    Setup(#[from] db::DbSetupError),
+    /// A query failed.
+    #[error("database error: {0}")]
+    Database(#[from] diesel::result::Error),
+    /// Hashing failed.
+    #[error("{0}")]
+    Hash(#[from] crate::auth::password::HashError),
+}
+
+async fn connect(config: &Config) -> Result<AsyncPgConnection, AdminError> {
+    db::migrate(config.database_url()).await?;
+    AsyncPgConnection::establish(config.database_url())
+        .await
+        .map_err(|e| db::DbSetupError::Connect(e.to_string()).into())
+}
+
+/// Creates an account with the role `admin`, under the same rules as a signup.
+///
+/// # Errors
+/// A bad email or password, an existing account, or a database failure.
+pub async fn create_admin(
+    config: &Config,
+    email: &str,
+    password: String,
+) -> Result<Uuid, AdminError> {
+    let new_user = NewUser::parse(email, password, None).map_err(|invalid| {
+        AdminError::Invalid(
+            invalid
+                .iter()
+                .map(|i| format!("{} {}", i.field, i.message))
+                .collect::<Vec<_>>()
+                .join("; "),
+        )
+    })?;
+    let hash = PasswordHasher::new(config.bcrypt_cost)
+        .hash(new_user.password)
+        .await?;
+    let row = UserRow {
+        id: Uuid::now_v7(),
+        email: new_user.email.as_str().to_string(),
+        name: new_user.name.map(UserName::into_inner),
+        role: Role::Admin.as_str().to_string(),
+        created_at: Timestamp::now().get(),
+    };
+    let mut conn = connect(config).await?;
+    match insert_user(&mut conn, &row, &hash).await {
+        Ok(user) => Ok(user.id),
+        Err(diesel::result::Error::DatabaseError(
+            diesel::result::DatabaseErrorKind::UniqueViolation,
+            _,
+        )) => Err(AdminError::Exists(row.email)),
+        Err(err) => Err(err.into()),
+    }
+}
+
+/// Gives an existing account the role `admin`.
+///
+/// # Errors
+/// A bad email, no such account, or a database failure.
+pub async fn promote(config: &Config, email: &str) -> Result<(), AdminError> {
+    let email =
+        Email::parse(email).map_err(|i| AdminError::Invalid(format!("email {}", i.message)))?;
+    let mut conn = connect(config).await?;
+    let changed =
+        diesel::update(users::table.filter(lower(users::email).eq(lower(email.as_str()))))
+            .set(users::role.eq(Role::Admin.as_str()))
+            .execute(&mut conn)
+            .await?;
+    if changed == 0 {
+        return Err(AdminError::UnknownUser(email.as_str().to_string()));
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! Refresh tokens: 256 random bits, shown to the client once, stored only as their SHA-256.
+//!
+//! A refresh token is not a JWT, so it can never pass for an access token, and an access token
+//! (which does not hash to any stored refresh token) can never pass for a refresh token.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use sha2::{Digest, Sha256};
+
+/// A new refresh token: the text for the client, the hash for the database.
+pub struct NewRefreshToken {
+    /// What the client keeps and presents.
+    pub token: String,
+    /// What the database keeps.
+    pub hash: Vec<u8>,
+}
+
+impl NewRefreshToken {
+    /// 32 bytes from the operating system's random source.
+    ///
+    /// # Errors
+    /// The random source failed.
+    pub fn generate() -> Result<Self, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        let token = URL_SAFE_NO_PAD.encode(bytes);
+        let hash = hash_refresh_token(&token);
+        Ok(Self { token, hash })
+    }
+}
+
+/// The stored form of a refresh token.
+#[must_use]
+pub fn hash_refresh_token(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_random_and_hash_to_32_bytes() {
+        let a = NewRefreshToken::generate().unwrap();
+        let b = NewRefreshToken::generate().unwrap();
+        assert_ne!(a.token, b.token);
+        assert_eq!(a.token.len(), 43);
+        assert_eq!(a.hash.len(), 32);
+        assert_eq!(a.hash, hash_refresh_token(&a.token));
+    }
+}

@@ -1,0 +1,214 @@
+//! Sessions: refresh-token families and their tokens.
+
+use chrono::{DateTime, Utc};
+use diesel::{dsl::now, prelude::*};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use super::{
+    schema::{refresh_families, refresh_tokens, users},
+    users::UserRow,
+};
+
+/// What exchanging a refresh token came to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// The token was current: it is spent, and the new one is stored.
+    Rotated {
+        /// The session's user.
+        user_id: Uuid,
+        /// The session.
+        family_id: Uuid,
+        /// When the new refresh token expires.
+        expires_at: DateTime<Utc>,
+    },
+    /// The token had already been exchanged: its whole family is now revoked.
+    Reused,
+    /// Unknown, expired, or of a revoked or expired session.
+    Invalid,
+}
+
+/// Starts a session for `user_id` with its first refresh token, both ending by `expires_at` (the
+/// token possibly sooner).
+///
+/// # Errors
+/// Database errors.
+pub async fn start_session(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    session_expires_at: DateTime<Utc>,
+    token_hash: &[u8],
+    token_expires_at: DateTime<Utc>,
+) -> QueryResult<Uuid> {
+    let family_id = Uuid::now_v7();
+    conn.transaction(async |conn| {
+        diesel::insert_into(refresh_families::table)
+            .values((
+                refresh_families::id.eq(family_id),
+                refresh_families::user_id.eq(user_id),
+                refresh_families::expires_at.eq(session_expires_at),
+            ))
+            .execute(conn)
+            .await?;
+        diesel::insert_into(refresh_tokens::table)
+            .values((
+                refresh_tokens::token_hash.eq(token_hash),
+                refresh_tokens::family_id.eq(family_id),
+                refresh_tokens::expires_at.eq(token_expires_at.min(session_expires_at)),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(family_id)
+    })
+    .await
+}
+
+/// Exchanges the refresh token hashed `old_hash` for the one hashed `new_hash`, which expires at
+/// `new_expires_at` or with its session, whichever comes first.
+///
+/// The exchange marks the old token spent in one `UPDATE … WHERE rotated_at IS NULL`: of two
+/// concurrent exchanges of one token, the row lock lets exactly one through, and the other sees a
+/// spent token — reuse — and revokes the family (RFC 9700 §4.14.2).
+///
+/// # Errors
+/// Database errors.
+pub async fn rotate(
+    conn: &mut AsyncPgConnection,
+    old_hash: &[u8],
+    new_hash: &[u8],
+    new_expires_at: DateTime<Utc>,
+) -> QueryResult<Rotation> {
+    conn.transaction(async |conn| {
+        let spent: Option<Uuid> = diesel::update(
+            refresh_tokens::table
+                .find(old_hash)
+                .filter(refresh_tokens::rotated_at.is_null())
+                .filter(refresh_tokens::expires_at.gt(now)),
+        )
+        .set(refresh_tokens::rotated_at.eq(now))
+        .returning(refresh_tokens::family_id)
+        .get_result(conn)
+        .await
+        .optional()?;
+
+        let Some(family_id) = spent else {
+            let rotated: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
+                .find(old_hash)
+                .select((refresh_tokens::family_id, refresh_tokens::rotated_at))
+                .first(conn)
+                .await
+                .optional()?;
+            return match rotated {
+                Some((family_id, Some(_))) => {
+                    revoke_family(conn, family_id).await?;
+                    Ok(Rotation::Reused)
+                }
+                _ => Ok(Rotation::Invalid),
+            };
+        };
+
+        let live: Option<(Uuid, DateTime<Utc>)> = refresh_families::table
+            .find(family_id)
+            .filter(refresh_families::revoked_at.is_null())
+            .filter(refresh_families::expires_at.gt(now))
+            .select((refresh_families::user_id, refresh_families::expires_at))
+            .first(conn)
+            .await
+            .optional()?;
+        let Some((user_id, session_expires_at)) = live else {
+            return Ok(Rotation::Invalid);
+        };
+        let expires_at = new_expires_at.min(session_expires_at);
+        diesel::insert_into(refresh_tokens::table)
+            .values((
+                refresh_tokens::token_hash.eq(new_hash),
+                refresh_tokens::family_id.eq(family_id),
+                refresh_tokens::expires_at.eq(expires_at),
+            ))
+            .execute(conn)
+            .await?;
+        Ok(Rotation::Rotated {
+            user_id,
+            family_id,
+            expires_at,
+        })
+    })
+    .await
+}
+
+async fn revoke_family(conn: &mut AsyncPgConnection, family_id: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        refresh_families::table
+            .find(family_id)
+            .filter(refresh_families::revoked_at.is_null()),
+    )
+    .set(refresh_families::revoked_at.eq(now))
+    .execute(conn)
+    .await
+}
+
+/// Ends the session `family_id` and the session of the refresh token hashed `token_hash`, if each
+/// is `user_id`'s.
+///
+/// # Errors
+/// Database errors.
+pub async fn end_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    family_id: Uuid,
+    token_hash: &[u8],
+) -> QueryResult<usize> {
+    let of_token = refresh_tokens::table
+        .find(token_hash)
+        .select(refresh_tokens::family_id);
+    diesel::update(
+        refresh_families::table
+            .filter(refresh_families::user_id.eq(user_id))
+            .filter(refresh_families::revoked_at.is_null())
+            .filter(
+                refresh_families::id
+                    .eq(family_id)
+                    .or(refresh_families::id.eq_any(of_token)),
+            ),
+    )
+    .set(refresh_families::revoked_at.eq(now))
+    .execute(conn)
+    .await
+}
+
+/// Ends every session of `user_id`.
+///
+/// # Errors
+/// Database errors.
+pub async fn end_all_sessions(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<usize> {
+    diesel::update(
+        refresh_families::table
+            .filter(refresh_families::user_id.eq(user_id))
+            .filter(refresh_families::revoked_at.is_null()),
+    )
+    .set(refresh_families::revoked_at.eq(now))
+    .execute(conn)
+    .await
+}
+
+/// The user of a live session: the per-request check behind every bearer token, in one query over
+/// two primary keys. `None` when the user is gone or the session was revoked or has expired.
+///
+/// # Errors
+/// Database errors.
+pub async fn find_session_user(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    family_id: Uuid,
+) -> QueryResult<Option<UserRow>> {
+    users::table
+        .inner_join(refresh_families::table)
+        .filter(users::id.eq(user_id))
+        .filter(refresh_families::id.eq(family_id))
+        .filter(refresh_families::revoked_at.is_null())
+        .filter(refresh_families::expires_at.gt(now))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
