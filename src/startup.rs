@@ -4,7 +4,7 @@
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, Route, Server,
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
     endpoint::make_sync,
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::{CatchPanic, Tracing},
@@ -149,13 +149,20 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
     });
     let explorer = api.swagger_ui();
     let redoc = api.redoc();
+    // The home page cannot be a route of its own at "/": the API is nested at "/", and poem's
+    // router prefers the nested catch-all there. So the API's endpoint answers "/" itself.
+    let api = api.into_endpoint().around(|api, req| async move {
+        if req.uri().path() == "/" && req.method() == poem::http::Method::GET {
+            return Ok(Html(HOME_PAGE).into_response());
+        }
+        api.call(req).await.map(IntoResponse::into_response)
+    });
     Route::new()
-        .at("/", make_sync(|_| Html(HOME_PAGE)))
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)
         .nest("/explorer", explorer)
         .nest("/redoc", redoc)
-        .nest("/", api.into_endpoint())
+        .nest("/", api)
         .data(state)
         .with(Tracing)
         .with(CatchPanic::new())

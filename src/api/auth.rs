@@ -225,7 +225,13 @@ impl AuthApi {
         body: JsonBody<SigninRequest>,
     ) -> Result<TokensResponse, Errors<SigninErrors>> {
         let SigninRequest { email, password } = body.0;
-        let email_key = format!("email:{}", email.trim().to_lowercase());
+        // No account can have an email PostgreSQL cannot store (a NUL); such an email is simply
+        // unknown, and its throttle key carries a stand-in for the NUL.
+        let storable = !email.contains('\0');
+        let email_key = format!(
+            "email:{}",
+            email.trim().to_lowercase().replace('\0', "\u{FFFD}")
+        );
         let mut keys = vec![email_key.clone()];
         keys.extend(client_ip(req, &state.trusted_proxies).map(|ip| format!("ip:{ip}")));
 
@@ -233,7 +239,11 @@ impl AuthApi {
         let found = {
             let mut conn = state.pool.get().await?;
             check_throttle(&state, &mut conn, &keys).await?;
-            users::find_with_password_hash(&mut conn, email.trim()).await?
+            if storable {
+                users::find_with_password_hash(&mut conn, email.trim()).await?
+            } else {
+                None
+            }
         };
         let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), Some(hash)));
         let verified = state

@@ -217,7 +217,7 @@ impl NewsApi {
     /// Keyset pagination: pass `next_cursor` from one page as `cursor` to get the next, with the
     /// same filters and order. Pages stay stable while other clients insert news.
     #[oai(path = "/news", method = "get", operation_id = "listNews")]
-    #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)] // one argument per query parameter of the spec
     async fn list(
         &self,
         state: Data<&SharedState>,
@@ -439,6 +439,7 @@ impl NewsApi {
     /// The bulk update of the original `PATCH /news-models?where=`: the list's filters select the
     /// news, the body's fields are set on all of them. Only admins may use it.
     #[oai(path = "/news", method = "patch", operation_id = "bulkUpdateNews")]
+    #[allow(clippy::too_many_arguments)] // one argument per query parameter of the spec
     async fn bulk_update(
         &self,
         state: Data<&SharedState>,
@@ -545,6 +546,11 @@ fn news_filter(
                 ApiError::BadRequest(format!("`{}` {}", invalid.field, invalid.message))
             })
     };
+    if q.as_deref().is_some_and(|q| q.contains('\0')) {
+        return Err(ApiError::BadRequest(
+            "`q` must not contain a NUL character".into(),
+        ));
+    }
     Ok(NewsFilter {
         text: q,
         author_id,

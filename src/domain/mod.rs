@@ -34,11 +34,15 @@ fn failures<const N: usize>(results: [Option<Invalid>; N]) -> Vec<Invalid> {
     results.into_iter().flatten().collect()
 }
 
-/// Checks a text's length in characters, after refusing one that is only whitespace.
+/// Checks a text's length in characters, after refusing one that is only whitespace or that holds
+/// a NUL character (valid JSON, but PostgreSQL's `text` cannot store it).
 fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), Invalid> {
     let chars = value.chars().count();
     if value.trim().is_empty() {
         return Err(Invalid::new(field, "must not be empty or blank"));
+    }
+    if value.contains('\0') {
+        return Err(Invalid::new(field, "must not contain a NUL character"));
     }
     if chars > max_chars {
         return Err(Invalid::new(

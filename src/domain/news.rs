@@ -171,6 +171,11 @@ mod tests {
     }
 
     #[test]
+    fn a_nul_character_is_refused() {
+        assert_eq!(NewsTitle::parse("a\0b".into()).unwrap_err().field, "title");
+    }
+
+    #[test]
     fn an_empty_or_blank_body_is_refused() {
         assert!(NewsBody::parse(String::new()).is_err());
         assert!(NewsBody::parse(" \n\t".into()).is_err());

@@ -286,3 +286,64 @@ pub async fn assert_problem(response: Response, status: u16) -> Value {
     assert!(body["detail"].is_string(), "detail: {body}");
     body
 }
+
+/// The single `bigint` a query returns, e.g. `SELECT count(*) FROM news`, read straight from the
+/// database.
+pub async fn db_count(app: &TestApp, query: &str) -> i64 {
+    let mut conn = app.db.connect().await;
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+        "({query})"
+    )))
+    .get_result(&mut conn)
+    .await
+    .unwrap_or_else(|err| panic!("{query}: {err}"))
+}
+
+/// The single `text` a query returns, read straight from the database.
+pub async fn db_text(app: &TestApp, query: &str) -> String {
+    let mut conn = app.db.connect().await;
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+        "({query})"
+    )))
+    .get_result(&mut conn)
+    .await
+    .unwrap_or_else(|err| panic!("{query}: {err}"))
+}
+
+/// Runs a statement straight on the database; returns the rows it touched.
+pub async fn db_execute(app: &TestApp, statement: &str) -> usize {
+    let mut conn = app.db.connect().await;
+    diesel::sql_query(statement)
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|err| panic!("{statement}: {err}"))
+}
+
+/// The claims of a token the server issued, read without verifying it; tests change one claim
+/// and re-sign it with [`sign_token`].
+pub fn claims_of(token: &str) -> Value {
+    use base64::Engine;
+    let payload = token.split('.').nth(1).expect("a JWT has three parts");
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+/// Signs `claims` as the server would: HS256 with [`TEST_SECRET`].
+pub fn sign_token(claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        claims,
+        &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+/// Asserts a response body shows none of the server's insides: SQL, the ORM, a panic or a bcrypt
+/// hash.
+pub fn assert_no_internals(body: &str) {
+    for needle in ["SELECT", "diesel", "panicked", "$2b$", "$2a$", "$2y$"] {
+        assert!(!body.contains(needle), "body leaks {needle:?}: {body}");
+    }
+}
