@@ -43,7 +43,7 @@ async fn connect(config: &Config) -> Result<AsyncPgConnection, AdminError> {
     db::migrate(config.database_url()).await?;
     AsyncPgConnection::establish(config.database_url())
         .await
-        .map_err(|e| db::DbSetupError::Connect(e.to_string()).into())
+        .map_err(|e| db::DbSetupError::connect(config.database_url(), &e).into())
 }
 
 /// Creates an account with the role `admin`, under the same rules as a signup.

@@ -34,11 +34,31 @@ pub enum DbSetupError {
     #[error("the database pool could not be built: {0}")]
     Pool(String),
     /// Nothing answered, or it refused us.
-    #[error("cannot connect to the database: {0}")]
-    Connect(String),
+    #[error("cannot connect to the database {where_}: {why}")]
+    Connect {
+        /// Host, port and database, without credentials.
+        where_: String,
+        /// What the driver said.
+        why: String,
+    },
     /// A migration failed.
     #[error("migrations failed: {0}")]
     Migrate(String),
+}
+
+impl DbSetupError {
+    /// A connection failure, naming where without the password.
+    pub fn connect(url: &str, err: &dyn std::fmt::Display) -> Self {
+        let without_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+        let where_ = without_scheme
+            .rsplit_once('@')
+            .map_or(without_scheme, |(_, host)| host)
+            .to_string();
+        Self::Connect {
+            where_,
+            why: err.to_string(),
+        }
+    }
 }
 
 /// Builds the pool (connections open lazily) with a bounded wait for a free connection.
@@ -64,7 +84,7 @@ pub fn pool(url: &str, max_size: usize, wait_timeout: Duration) -> Result<DbPool
 pub async fn migrate(url: &str) -> Result<(), DbSetupError> {
     let conn = AsyncPgConnection::establish(url)
         .await
-        .map_err(|e| DbSetupError::Connect(e.to_string()))?;
+        .map_err(|e| DbSetupError::connect(url, &e))?;
     // The harness blocks in place on the runtime's worker: fine on the multi-threaded runtime,
     // a panic on the current-thread one.
     AsyncMigrationHarness::new(conn)
