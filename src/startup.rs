@@ -6,6 +6,7 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
     endpoint::make_sync,
+    http::{HeaderValue, StatusCode, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::{CatchPanic, Tracing},
     web::Html,
@@ -135,6 +136,7 @@ pub fn served_spec() -> serde_json::Value {
 pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
     let api = api_service();
     let spec = served_spec();
+    let allowed = AllowedMethods::from_spec(&spec);
     let spec_json = serde_json::to_string_pretty(&spec).expect("a JSON value serialises");
     let spec_yaml = serde_yaml::to_string(&spec).expect("a JSON value serialises as YAML");
     let spec_json = make_sync(move |_| {
@@ -167,6 +169,63 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
         .with(Tracing)
         .with(CatchPanic::new())
         .catch_all_error(render_any_error)
+        .around(move |endpoint, req| {
+            let allowed = allowed.clone();
+            async move {
+                let path = req.uri().path().to_string();
+                let mut response = endpoint.call(req).await?;
+                if response.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    if let Some(methods) = allowed.for_path(&path) {
+                        if let Ok(value) = HeaderValue::from_str(&methods) {
+                            response.headers_mut().insert(header::ALLOW, value);
+                        }
+                    }
+                }
+                Ok(response)
+            }
+        })
+}
+
+/// The methods each path of the spec supports, for the `Allow` header every 405 must carry
+/// (RFC 9110 §15.5.6), which poem does not add.
+#[derive(Debug, Clone)]
+struct AllowedMethods(Arc<Vec<(Vec<String>, String)>>);
+
+impl AllowedMethods {
+    fn from_spec(spec: &serde_json::Value) -> Self {
+        let paths = spec["paths"].as_object().into_iter().flatten();
+        let table = paths
+            .map(|(template, operations)| {
+                let segments = template.split('/').map(str::to_string).collect();
+                let mut methods: Vec<String> = operations
+                    .as_object()
+                    .into_iter()
+                    .flat_map(|ops| ops.keys())
+                    .map(|method| method.to_ascii_uppercase())
+                    .collect();
+                if methods.iter().any(|m| m == "GET") {
+                    methods.push("HEAD".to_string());
+                }
+                (segments, methods.join(", "))
+            })
+            .collect();
+        Self(Arc::new(table))
+    }
+
+    /// The `Allow` value for a request path, matching `{parameter}` segments to anything.
+    fn for_path(&self, path: &str) -> Option<String> {
+        let segments: Vec<&str> = path.split('/').collect();
+        self.0
+            .iter()
+            .find(|(template, _)| {
+                template.len() == segments.len()
+                    && template
+                        .iter()
+                        .zip(&segments)
+                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+            })
+            .map(|(_, methods)| methods.clone())
+    }
 }
 
 const HOME_PAGE: &str = r#"<!doctype html>

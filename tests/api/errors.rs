@@ -39,6 +39,11 @@ async fn deleting_healthz_is_405_problem() {
         .unwrap();
 
     // Assert
+    assert_eq!(
+        response.headers().get("allow").unwrap(),
+        "GET, HEAD",
+        "a 405 names the methods the resource supports (RFC 9110 §15.5.6)"
+    );
     assert_problem(response, 405).await;
 }
 
@@ -57,6 +62,10 @@ async fn putting_the_news_collection_is_405_problem_and_creates_nothing() {
         .unwrap();
 
     // Assert
+    assert_eq!(
+        response.headers().get("allow").unwrap(),
+        "GET, PATCH, POST, HEAD"
+    );
     assert_problem(response, 405).await;
     assert_eq!(db_count(&app, "SELECT count(*) FROM news").await, 0);
 }
