@@ -10,6 +10,8 @@ use secrecy::{ExposeSecret, SecretString};
 
 /// The shortest `JWT_SECRET` accepted, in bytes: HS256's key should be at least as long as its output.
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// A secret of fewer different bytes than this (`aaaa…`, `abababab…`) is refused as not random.
+const MIN_JWT_SECRET_DISTINCT_BYTES: usize = 8;
 
 /// bcrypt's cost range (the crate keeps its own constants private).
 const MIN_BCRYPT_COST: u32 = 4;
@@ -115,6 +117,16 @@ impl Config {
             return Err(ConfigError(format!(
                 "JWT_SECRET is too short ({} bytes); it must be at least {MIN_JWT_SECRET_BYTES} bytes",
                 secret.len()
+            )));
+        }
+        let distinct = secret
+            .bytes()
+            .collect::<std::collections::BTreeSet<u8>>()
+            .len();
+        if distinct < MIN_JWT_SECRET_DISTINCT_BYTES {
+            return Err(ConfigError(format!(
+                "JWT_SECRET is too weak (only {distinct} different characters); use random bytes, \
+                 e.g. `openssl rand -hex 32`"
             )));
         }
         let bcrypt_cost = parse(&get, "BCRYPT_COST", 12)?;
@@ -252,6 +264,14 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("too short"), "{err}");
+    }
+
+    #[test]
+    fn a_long_but_repetitive_secret_is_refused() {
+        let err = config_with(&[URL, ("JWT_SECRET", &"ab".repeat(32))])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("too weak"), "{err}");
     }
 
     #[test]

@@ -21,7 +21,7 @@ use crate::{
         throttle,
         users::{self, UserRow},
     },
-    domain::{Invalid, NewUser, Role, Timestamp, UserName},
+    domain::{self, Invalid, NewUser, Role, Timestamp, UserName},
     error::{ApiError, AuthFailure},
 };
 
@@ -225,6 +225,7 @@ impl AuthApi {
         body: JsonBody<SigninRequest>,
     ) -> Result<TokensResponse, Errors<SigninErrors>> {
         let SigninRequest { email, password } = body.0;
+        check_signin_lengths(&email, &password)?;
         // No account can have an email PostgreSQL cannot store (a NUL); such an email is simply
         // unknown, and its throttle key carries a stand-in for the NUL.
         let storable = !email.contains('\0');
@@ -361,6 +362,27 @@ impl AuthApi {
         Ok(WhoamiResponse::Ok(Json(auth.user.into())))
     }
 }
+
+/// The spec's limits on sign-in fields (no stored email or password can exceed them), checked
+/// before anything is looked up or counted.
+fn check_signin_lengths(email: &str, password: &str) -> Result<(), ApiError> {
+    let too_long = [
+        ("email", email, domain::Email::MAX_LEN),
+        ("password", password, MAX_SIGNIN_PASSWORD_CHARS),
+    ]
+    .into_iter()
+    .filter(|(_, value, max)| value.chars().count() > *max)
+    .map(|(field, _, max)| Invalid::new(field, format!("must be at most {max} characters")))
+    .collect::<Vec<_>>();
+    if too_long.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(too_long))
+    }
+}
+
+/// The longest password sign-in reads (`maxLength` of `SigninRequest.password`).
+const MAX_SIGNIN_PASSWORD_CHARS: usize = 1024;
 
 /// 429 when the email or the client address has failed too often in the current window.
 async fn check_throttle(

@@ -347,3 +347,101 @@ pub fn assert_no_internals(body: &str) {
         assert!(!body.contains(needle), "body leaks {needle:?}: {body}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Sessions, challenges and the command line
+
+impl TestApp {
+    /// Signs in with `email` and `password`, which must succeed; returns the whole token response
+    /// (`access_token`, `refresh_token`, …).
+    pub async fn tokens(&self, email: &str, password: &str) -> Value {
+        let response = self.signin(email, password).await;
+        assert_eq!(response.status(), 200, "signin of {email}");
+        response.json().await.unwrap()
+    }
+
+    /// `POST /token/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.request(Method::POST, "/token/refresh")
+            .json(&json!({ "refresh_token": refresh_token }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /whoami` with `token` as the bearer token.
+    pub async fn whoami(&self, token: &str) -> Response {
+        self.authed(Method::GET, "/whoami", token)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+/// The `access_token` of a token response.
+pub fn access_token(tokens: &Value) -> &str {
+    tokens["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no access_token: {tokens}"))
+}
+
+/// The `refresh_token` of a token response.
+pub fn refresh_token(tokens: &Value) -> &str {
+    tokens["refresh_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no refresh_token: {tokens}"))
+}
+
+/// The `WWW-Authenticate` header of a response, if it has one.
+pub fn www_authenticate(response: &Response) -> Option<String> {
+    response
+        .headers()
+        .get(reqwest::header::WWW_AUTHENTICATE)
+        .map(|v| v.to_str().unwrap().to_string())
+}
+
+/// Asserts a 401 problem+json whose challenge is exactly `Bearer error="invalid_token"` (RFC 6750
+/// §3.1), and returns its body.
+pub async fn assert_invalid_token(response: Response) -> Value {
+    assert_eq!(response.status(), 401, "status");
+    assert_eq!(
+        www_authenticate(&response).as_deref(),
+        Some(r#"Bearer error="invalid_token""#),
+        "WWW-Authenticate"
+    );
+    let body = assert_problem(response, 401).await;
+    assert_no_internals(&body.to_string());
+    body
+}
+
+/// Runs the `newsapi` binary with `args` against the app's database (and nothing from the
+/// environment or a `.env`), writing `stdin` to its standard input.
+pub async fn run_cli(app: &TestApp, args: &[&str], stdin: &str) -> std::process::Output {
+    let url = app.db.url.clone();
+    let args: Vec<String> = args.iter().map(|a| (*a).to_string()).collect();
+    let stdin = stdin.to_string();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_newsapi"))
+            .args(&args)
+            .env_clear()
+            .env("DATABASE_URL", url)
+            .env("JWT_SECRET", TEST_SECRET)
+            .env("BCRYPT_COST", "4")
+            .current_dir(std::env::temp_dir())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the newsapi binary runs");
+        // A command that never reads its input may have exited already; that is its business.
+        let _ = child
+            .stdin
+            .take()
+            .expect("stdin is piped")
+            .write_all(stdin.as_bytes());
+        child.wait_with_output().expect("the newsapi binary ends")
+    })
+    .await
+    .unwrap()
+}

@@ -1,9 +1,14 @@
 //! Black-box tests: each test starts the real server on its own fresh database and talks to it
 //! over HTTP.
 
+mod admin;
+mod attacks;
 mod auth;
+mod conditional;
 mod contract;
 mod errors;
 mod helpers;
 mod news;
 mod service;
+mod sessions;
+mod throttle;

@@ -1,0 +1,1055 @@
+//! The attack suite: forged and broken tokens, password hardening, and hostile input in every
+//! string field and query parameter. Every case gets a documented 4xx (or a normal 2xx), never a
+//! 500, and changes no data it should not.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use reqwest::{Method, Response, header};
+use serde_json::{Value, json};
+
+use crate::helpers::{
+    PASSWORD, TEST_SECRET, TestApp, access_token, assert_invalid_token, assert_no_internals,
+    assert_problem, claims_of, db_count, db_execute, db_text, refresh_token, sign_token, spawn_app,
+    spawn_app_with, www_authenticate,
+};
+
+const ADA: &str = "ada@example.com";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+
+/// Signs up and in a user; returns their token response and the claims of their access token.
+async fn issued(app: &TestApp) -> (Value, Value) {
+    app.new_user(ADA).await;
+    let tokens = app.tokens(ADA, PASSWORD).await;
+    let claims = claims_of(access_token(&tokens));
+    (tokens, claims)
+}
+
+/// `claims` with its time claims moved to now, so that only the change a test makes is wrong.
+fn fresh(mut claims: Value) -> Value {
+    let now = chrono::Utc::now().timestamp();
+    claims["iat"] = json!(now - 10);
+    claims["nbf"] = json!(now - 10);
+    claims["exp"] = json!(now + 600);
+    claims
+}
+
+/// `claims` without `name`.
+fn without(mut claims: Value, name: &str) -> Value {
+    claims.as_object_mut().unwrap().remove(name);
+    claims
+}
+
+fn b64(bytes: impl AsRef<[u8]>) -> String {
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// A token with a header of our choosing, signed (over `header.payload`, as JWS does) with HMAC
+/// SHA-256 under the server's secret, whatever the header says.
+fn hmac_signed_with_header(header_json: &str, claims: &Value) -> String {
+    let message = format!("{}.{}", b64(header_json), b64(claims.to_string()));
+    let signature = jsonwebtoken::crypto::sign(
+        message.as_bytes(),
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+        Algorithm::HS256,
+    )
+    .unwrap();
+    format!("{message}.{signature}")
+}
+
+fn signed_with(algorithm: Algorithm, claims: &Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(algorithm),
+        claims,
+        &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+async fn news_rows(app: &TestApp) -> i64 {
+    db_count(app, "SELECT count(*) FROM news").await
+}
+
+/// Asserts that `token` is refused with `401` and `Bearer error="invalid_token"` on `GET /whoami`,
+/// and that it reaches no handler: `POST /news` with it is refused the same way and writes nothing.
+async fn assert_refused(app: &TestApp, token: &str, case: &str) {
+    let news_before = news_rows(app).await;
+    let response = app.whoami(token).await;
+    assert_eq!(response.status(), 401, "{case}: whoami");
+    assert_invalid_token(response).await;
+
+    let response = app
+        .authed(Method::POST, "/news", token)
+        .json(&json!({"title": "Forged", "body": "Forged"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "{case}: POST /news");
+    assert_invalid_token(response).await;
+    assert_eq!(news_rows(app).await, news_before, "{case}: nothing written");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Token hardening
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_re_signed_with_fresh_claims_is_accepted_as_the_control_for_every_forgery() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+
+    // Act
+    let response = app.whoami(&sign_token(&fresh(claims.clone()))).await;
+    let by_hand = app
+        .whoami(&hmac_signed_with_header(
+            r#"{"alg":"HS256","typ":"JWT"}"#,
+            &fresh(claims),
+        ))
+        .await;
+
+    // Assert
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        by_hand.status(),
+        200,
+        "the hand-assembled token is well made"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn alg_none_is_refused_in_every_letter_case() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let payload = b64(fresh(claims).to_string());
+
+    for alg in ["none", "None", "NONE", "nOnE"] {
+        let header = b64(format!(r#"{{"alg":"{alg}","typ":"JWT"}}"#));
+        let token = format!("{header}.{payload}.");
+
+        // Act + Assert
+        assert_refused(&app, &token, &format!("alg {alg}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hs512_and_hs384_tokens_signed_with_the_same_secret_are_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+
+    for algorithm in [Algorithm::HS512, Algorithm::HS384] {
+        let token = signed_with(algorithm, &fresh(claims.clone()));
+
+        // Act + Assert
+        assert_refused(&app, &token, &format!("{algorithm:?}")).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_rs256_labelled_token_with_an_hmac_signature_is_refused() {
+    // Arrange: the key-confusion attack, with the HMAC secret standing in for an RSA key
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let token = hmac_signed_with_header(r#"{"alg":"RS256","typ":"JWT"}"#, &fresh(claims));
+
+    // Act + Assert
+    assert_refused(&app, &token, "RS256 header").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_with_a_bad_signature_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tokens, _) = issued(&app).await;
+    let (signed, signature) = access_token(&tokens).rsplit_once('.').unwrap();
+    let mut flipped = signature.as_bytes().to_vec();
+    flipped[0] = if flipped[0] == b'A' { b'B' } else { b'A' };
+    let token = format!("{signed}.{}", String::from_utf8(flipped).unwrap());
+
+    // Act + Assert
+    assert_refused(&app, &token, "bad signature").await;
+    assert_refused(&app, &format!("{signed}.AAAA"), "short signature").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_payload_changed_under_its_original_signature_is_refused() {
+    // Arrange: sign in as one user, swap in another user's id
+    let app = spawn_app().await;
+    let (victim_id, _) = app.new_user("victim@example.com").await;
+    let (tokens, claims) = issued(&app).await;
+    let mut forged = claims;
+    forged["sub"] = json!(victim_id);
+    let parts: Vec<&str> = access_token(&tokens).split('.').collect();
+    let token = format!("{}.{}.{}", parts[0], b64(forged.to_string()), parts[2]);
+
+    // Act + Assert
+    assert_refused(&app, &token, "tampered payload").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn truncated_and_garbage_tokens_are_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tokens, _) = issued(&app).await;
+    let token = access_token(&tokens);
+
+    for (case, broken) in [
+        ("truncated", token[..token.len() - 5].to_string()),
+        ("two parts", token.rsplit_once('.').unwrap().0.to_string()),
+        ("header only", token.split('.').next().unwrap().to_string()),
+        ("garbage", "garbage".to_string()),
+        ("dots", "..".to_string()),
+        ("four parts", format!("{token}.{token}")),
+        ("not base64", "!!!.@@@.###".to_string()),
+        ("json header", format!("{{}}.{}", b64("{}"))),
+    ] {
+        // Act + Assert
+        assert_refused(&app, &broken, case).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_without_exp_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let token = sign_token(&without(fresh(claims), "exp"));
+
+    // Act + Assert
+    assert_refused(&app, &token, "no exp").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_token_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = fresh(claims);
+    claims["iat"] = json!(now - 7200);
+    claims["nbf"] = json!(now - 7200);
+    claims["exp"] = json!(now - 600);
+
+    // Act + Assert
+    assert_refused(&app, &sign_token(&claims), "expired").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_not_valid_before_an_hour_from_now_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let now = chrono::Utc::now().timestamp();
+    let mut claims = fresh(claims);
+    claims["nbf"] = json!(now + 3600);
+    claims["exp"] = json!(now + 7200);
+
+    // Act + Assert
+    assert_refused(&app, &sign_token(&claims), "future nbf").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_with_a_wrong_or_missing_issuer_or_audience_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let claims = fresh(claims);
+    let mut wrong_iss = claims.clone();
+    wrong_iss["iss"] = json!("someone-else");
+    let mut wrong_aud = claims.clone();
+    wrong_aud["aud"] = json!("someone-else");
+    let mut aud_list = claims.clone();
+    aud_list["aud"] = json!(["someone-else"]);
+
+    for (case, forged) in [
+        ("wrong iss", wrong_iss),
+        ("wrong aud", wrong_aud),
+        ("aud list without ours", aud_list),
+        ("missing iss", without(claims.clone(), "iss")),
+        ("missing aud", without(claims.clone(), "aud")),
+    ] {
+        // Act + Assert
+        assert_refused(&app, &sign_token(&forged), case).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_that_is_not_an_access_token_or_lacks_a_session_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let claims = fresh(claims);
+    let mut refresh_typ = claims.clone();
+    refresh_typ["typ"] = json!("refresh");
+    let mut other_session = claims.clone();
+    other_session["sid"] = json!(uuid::Uuid::new_v4());
+
+    for (case, forged) in [
+        ("typ refresh", refresh_typ),
+        ("no typ", without(claims.clone(), "typ")),
+        ("no sid", without(claims.clone(), "sid")),
+        ("unknown sid", other_session),
+        ("no sub", without(claims.clone(), "sub")),
+    ] {
+        // Act + Assert
+        assert_refused(&app, &sign_token(&forged), case).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_token_of_a_deleted_user_is_refused() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tokens, claims) = issued(&app).await;
+    let deleted = db_execute(
+        &app,
+        &format!(
+            "DELETE FROM users WHERE id = '{}'",
+            claims["sub"].as_str().unwrap()
+        ),
+    )
+    .await;
+    assert_eq!(deleted, 1);
+
+    // Act + Assert
+    assert_refused(&app, access_token(&tokens), "deleted user").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_token_over_8_kib_is_refused_though_a_validly_signed_smaller_one_passes() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, claims) = issued(&app).await;
+    let mut small = fresh(claims.clone());
+    small["pad"] = json!("x".repeat(4000));
+    let small = sign_token(&small);
+    let mut large = fresh(claims);
+    large["pad"] = json!("x".repeat(7000));
+    let large = sign_token(&large);
+    assert!(small.len() < 8 * 1024 && large.len() > 8 * 1024);
+
+    // Act
+    let control = app.whoami(&small).await;
+
+    // Assert
+    assert_eq!(control.status(), 200, "the padding alone is harmless");
+    assert_refused(&app, &large, "over 8 KiB").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_token_is_refused_as_a_bearer_token() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tokens, _) = issued(&app).await;
+
+    // Act + Assert
+    assert_refused(&app, refresh_token(&tokens), "refresh token").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_bearer_scheme_is_accepted_in_any_letter_case() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tokens, claims) = issued(&app).await;
+
+    for scheme in ["bearer", "BEARER", "bEaReR"] {
+        // Act
+        let response = app
+            .request(Method::GET, "/whoami")
+            .header(
+                header::AUTHORIZATION,
+                format!("{scheme} {}", access_token(&tokens)),
+            )
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(response.status(), 200, "scheme {scheme}");
+        let me: Value = response.json().await.unwrap();
+        assert_eq!(me["id"], claims["sub"], "scheme {scheme}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_without_authorization_gets_a_bare_bearer_challenge() {
+    // Arrange
+    let app = spawn_app().await;
+
+    // Act
+    let response = app.request(Method::GET, "/whoami").send().await.unwrap();
+
+    // Assert
+    assert_eq!(response.status(), 401);
+    assert_eq!(www_authenticate(&response).as_deref(), Some("Bearer"));
+    assert_problem(response, 401).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn another_scheme_or_an_empty_bearer_token_is_401_with_a_bearer_challenge() {
+    // Arrange
+    let app = spawn_app().await;
+    let (tokens, _) = issued(&app).await;
+
+    for authorization in [
+        format!("Basic {}", access_token(&tokens)),
+        format!("Token {}", access_token(&tokens)),
+        "Bearer".to_string(),
+        "Bearer    ".to_string(),
+        access_token(&tokens).to_string(),
+    ] {
+        // Act
+        let response = app
+            .request(Method::GET, "/whoami")
+            .header(header::AUTHORIZATION, &authorization)
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(response.status(), 401, "Authorization: {authorization}");
+        let challenge = www_authenticate(&response).unwrap_or_default();
+        assert!(challenge.starts_with("Bearer"), "{challenge:?}");
+        assert_problem(response, 401).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Password hardening
+
+/// The field names of a 422's `errors`.
+fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a 422 lists its errors: {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn users(app: &TestApp) -> i64 {
+    db_count(app, "SELECT count(*) FROM users").await
+}
+
+/// A hard-to-guess ASCII password of exactly `bytes` bytes.
+fn strong_password(bytes: usize) -> String {
+    "Zq7#mK2!vR9$wL4^xT6&".chars().cycle().take(bytes).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_over_72_bytes_is_refused_at_signup_with_422_naming_password() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for password in [
+        strong_password(73),
+        strong_password(200),
+        strong_password(10_000),
+    ] {
+        // Act
+        let response = app
+            .signup(&json!({"email": ADA, "password": password}))
+            .await;
+
+        // Assert
+        let problem = assert_problem(response, 422).await;
+        assert_eq!(
+            error_fields(&problem),
+            ["password"],
+            "{} bytes",
+            password.len()
+        );
+        assert_eq!(users(&app).await, 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_of_exactly_72_bytes_is_never_truncated_at_signin() {
+    // Arrange
+    let app = spawn_app().await;
+    let password = strong_password(72);
+    let response = app
+        .signup(&json!({"email": ADA, "password": password}))
+        .await;
+    assert_eq!(response.status(), 201);
+
+    // Act
+    let longer = app.signin(ADA, &format!("{password}extra")).await;
+    let exact = app.signin(ADA, &password).await;
+
+    // Assert
+    assert_problem(longer, 401).await;
+    assert_eq!(exact.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_typed_in_another_unicode_form_signs_in_after_nfkc() {
+    // Arrange: U+212B ANGSTROM SIGN and full-width digits at signup
+    let app = spawn_app().await;
+    let typed_at_signup = "\u{212B}ngstr\u{00F6}m-\u{FF11}\u{FF12}\u{FF13}x-Tolkien";
+    let response = app
+        .signup(&json!({"email": ADA, "password": typed_at_signup}))
+        .await;
+    assert_eq!(response.status(), 201);
+
+    for typed_now in [
+        "\u{00C5}ngstr\u{00F6}m-123x-Tolkien",
+        "A\u{030A}ngstro\u{0308}m-123x-Tolkien",
+        typed_at_signup,
+    ] {
+        // Act
+        let response = app.signin(ADA, typed_now).await;
+
+        // Assert
+        assert_eq!(response.status(), 200, "{typed_now:?}");
+    }
+    let other = app.signin(ADA, "Angstrom-123x-Tolkien").await;
+    assert_problem(other, 401).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn common_passwords_are_refused_at_signup_with_422_naming_password() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for password in [
+        "password1",
+        "12345678",
+        "qwertyuiop",
+        "iloveyou1",
+        "password",
+        "ada@example.com",
+    ] {
+        // Act
+        let response = app
+            .signup(&json!({"email": ADA, "password": password}))
+            .await;
+
+        // Assert
+        let problem = assert_problem(response, 422).await;
+        assert_eq!(error_fields(&problem), ["password"], "{password}");
+    }
+    assert_eq!(users(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_password_with_a_nul_character_is_never_cut_at_it() {
+    // Arrange
+    let app = spawn_app().await;
+    let password = "Zq7#mK2!vR9$\u{0}wL4^xT6&";
+    let response = app
+        .signup(&json!({"email": ADA, "password": password}))
+        .await;
+    let status = response.status().as_u16();
+    assert!(status == 201 || status == 422, "signup: {status}");
+
+    // Act
+    let prefix = app.signin(ADA, "Zq7#mK2!vR9$").await;
+
+    // Assert
+    assert_problem(prefix, 401).await;
+    if status == 201 {
+        assert_eq!(app.signin(ADA, password).await.status(), 200);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signup_with_a_field_a_user_must_not_set_is_422_and_creates_nothing() {
+    // Arrange
+    let app = spawn_app().await;
+
+    for (field, value) in [
+        ("role", json!("admin")),
+        ("role", json!("user")),
+        ("id", json!(uuid::Uuid::new_v4())),
+        ("created_at", json!("2020-01-01T00:00:00Z")),
+        ("password_hash", json!("$2b$04$abcdefghijklmnopqrstuv")),
+    ] {
+        let mut body = json!({"email": ADA, "password": PASSWORD});
+        body[field] = value;
+
+        // Act
+        let response = app.signup(&body).await;
+
+        // Assert
+        let problem = assert_problem(response, 422).await;
+        assert_eq!(error_fields(&problem), [field]);
+        assert_eq!(users(&app).await, 0, "{field}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn signin_with_an_unknown_email_is_answered_exactly_like_a_wrong_password() {
+    // Arrange
+    let app = spawn_app().await;
+    app.new_user(ADA).await;
+
+    // Act
+    let wrong_password = app.signin(ADA, "not the password at all").await;
+    let unknown_email = app.signin("nobody@example.com", PASSWORD).await;
+
+    // Assert
+    assert_eq!(wrong_password.status(), 401);
+    assert_eq!(unknown_email.status(), 401);
+    assert_eq!(
+        www_authenticate(&wrong_password),
+        www_authenticate(&unknown_email)
+    );
+    let wrong_password = wrong_password.text().await.unwrap();
+    let unknown_email = unknown_email.text().await.unwrap();
+    assert_eq!(wrong_password, unknown_email);
+    assert_no_internals(&wrong_password);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Hostile input in every string field and query parameter
+
+/// Strings an attacker tries: SQL, a literal `\x00`, a real NUL, huge strings (compressible and
+/// not), bidi controls and emoji, LIKE wildcards, markup.
+fn hostile_strings() -> Vec<String> {
+    vec![
+        "' OR 1=1 --".to_string(),
+        "\"; DROP TABLE news; --".to_string(),
+        "'; DELETE FROM users; --".to_string(),
+        "\\x00".to_string(),
+        "\u{0}".to_string(),
+        "a".repeat(10_000),
+        random_text(10_000),
+        "\u{202E}gpj.exe\u{202C} 🦀🔥👩‍👩‍👧 שלום".to_string(),
+        "%_\\%".to_string(),
+        "<script>alert(1)</script>".to_string(),
+    ]
+}
+
+/// `chars` characters that do not compress (random hex), so that no database page or index can
+/// squeeze them small.
+fn random_text(chars: usize) -> String {
+    let mut text = String::new();
+    while text.len() < chars {
+        text.push_str(&uuid::Uuid::new_v4().simple().to_string());
+    }
+    text.truncate(chars);
+    text
+}
+
+/// A short label for a hostile string in assertion messages.
+fn label(s: &str) -> String {
+    if s.len() > 40 {
+        let start: String = s.chars().take(8).collect();
+        format!("<{} bytes: {start:?}…>", s.len())
+    } else {
+        format!("{s:?}")
+    }
+}
+
+/// Asserts the response is a clean answer: below 500, problem+json when it is an error, and
+/// showing none of the server's insides. Returns the status and the JSON body (null if none).
+async fn assert_clean(response: Response, case: &str) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let text = response.text().await.unwrap();
+    assert!(status < 500, "{case}: {status} {text}");
+    assert_no_internals(&text);
+    if status >= 400 {
+        assert_eq!(content_type, "application/problem+json", "{case}: {text}");
+        let problem: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(problem["status"], status, "{case}: {problem}");
+    }
+    let body = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(Value::Null)
+    };
+    (status, body)
+}
+
+/// Asserts the tables are all there and hold `users` users and `news` news.
+async fn assert_intact(app: &TestApp, users: i64, news: i64) {
+    let tables = db_count(
+        app,
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' \
+         AND table_name IN ('users', 'news', 'user_credentials', 'refresh_families', \
+         'refresh_tokens', 'signin_failures')",
+    )
+    .await;
+    assert_eq!(tables, 6, "every table is still there");
+    assert_eq!(db_count(app, "SELECT count(*) FROM users").await, users);
+    assert_eq!(db_count(app, "SELECT count(*) FROM news").await, news);
+}
+
+/// Everything stored about every news item, in id order.
+async fn all_news(app: &TestApp) -> String {
+    db_text(
+        app,
+        "SELECT coalesce(string_agg(id::text || '|' || title || '|' || body || '|' || \
+         date_updated::text || '|' || version::text, E'\\n' ORDER BY id), '') FROM news",
+    )
+    .await
+}
+
+/// Percent-encodes every byte but ASCII letters and digits, for a path segment.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_strings_in_every_signup_field_get_a_clean_answer_and_are_stored_verbatim() {
+    // Arrange
+    let app = spawn_app().await;
+    let mut created = 0;
+
+    for (i, s) in hostile_strings().iter().enumerate() {
+        for (field, body) in [
+            ("email", json!({"email": s, "password": PASSWORD})),
+            (
+                "name",
+                json!({"email": format!("n{i}@example.com"), "password": PASSWORD, "name": s}),
+            ),
+            (
+                "password",
+                json!({"email": format!("p{i}@example.com"), "password": s}),
+            ),
+        ] {
+            // Act
+            let case = format!("signup {field} = {}", label(s));
+            let (status, body) = assert_clean(app.signup(&body).await, &case).await;
+
+            // Assert
+            assert!(status == 201 || status == 422, "{case}: {status}");
+            if status == 201 {
+                created += 1;
+                if field == "name" {
+                    assert_eq!(body["name"].as_str(), Some(s.as_str()), "{case}");
+                }
+            }
+        }
+    }
+    assert_intact(&app, created, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_strings_in_the_signin_fields_are_a_clean_401_and_sign_no_one_in() {
+    // Arrange
+    let app = spawn_app_with(&[
+        ("SIGNIN_MAX_FAILURES", "1000"),
+        ("SIGNIN_MAX_FAILURES_PER_IP", "1000"),
+    ])
+    .await;
+    app.new_user(ADA).await;
+    let sessions_before = db_count(&app, "SELECT count(*) FROM refresh_families").await;
+
+    for s in hostile_strings() {
+        for (field, email, password) in [
+            ("email", s.as_str(), PASSWORD),
+            ("password", ADA, s.as_str()),
+            ("email suffix", &*format!("{ADA}{s}"), PASSWORD),
+        ] {
+            // Act
+            let case = format!("signin {field} = {}", label(&s));
+            let (status, _) = assert_clean(app.signin(email, password).await, &case).await;
+
+            // Assert
+            assert!(status == 401 || status == 422, "{case}: {status}");
+        }
+    }
+    assert_eq!(
+        db_count(&app, "SELECT count(*) FROM refresh_families").await,
+        sessions_before,
+        "no one was signed in"
+    );
+    assert_intact(&app, 1, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_strings_in_news_title_and_body_get_a_clean_answer_and_are_stored_verbatim() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token) = app.new_user(ADA).await;
+    let mut created = 0;
+
+    for s in hostile_strings() {
+        for (field, body) in [
+            ("title", json!({"title": s, "body": "Body"})),
+            ("body", json!({"title": "Title", "body": s})),
+        ] {
+            // Act
+            let case = format!("POST /news {field} = {}", label(&s));
+            let response = app
+                .authed(Method::POST, "/news", &token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, news) = assert_clean(response, &case).await;
+
+            // Assert
+            assert!(status == 201 || status == 422, "{case}: {status}");
+            if status == 201 {
+                created += 1;
+                assert_eq!(news[field].as_str(), Some(s.as_str()), "{case}");
+            }
+        }
+    }
+    assert!(created > 0, "some hostile strings are legitimate text");
+    assert_intact(&app, 1, created).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_strings_in_put_and_patch_fields_get_a_clean_answer_and_change_only_what_they_say()
+{
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token) = app.new_user(ADA).await;
+    let news = app
+        .create_news(&token, &json!({"title": "Original", "body": "Original"}))
+        .await;
+    let path = format!("/news/{}", news["id"].as_str().unwrap());
+
+    for s in hostile_strings() {
+        for (method, body) in [
+            (Method::PATCH, json!({"title": s})),
+            (Method::PATCH, json!({"body": s})),
+            (Method::PATCH, json!({"date_created": s})),
+            (Method::PUT, json!({"title": s, "body": s})),
+        ] {
+            let before = all_news(&app).await;
+
+            // Act
+            let case = format!("{method} {}", label(&body.to_string()));
+            let response = app
+                .authed(method.clone(), &path, &token)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let (status, written) = assert_clean(response, &case).await;
+
+            // Assert
+            assert!(status == 200 || status == 422, "{case}: {status}");
+            if status == 200 {
+                for (field, value) in body.as_object().unwrap() {
+                    assert_eq!(&written[field], value, "{case}");
+                }
+            } else {
+                assert_eq!(all_news(&app).await, before, "{case}: nothing changed");
+            }
+        }
+    }
+    assert_intact(&app, 1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_refresh_tokens_are_a_clean_4xx_and_end_no_session() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, bob_token) = app.new_user("bob@example.com").await;
+    let bob = app.tokens("bob@example.com", PASSWORD).await;
+    app.new_user(ADA).await;
+
+    for s in hostile_strings() {
+        // Act
+        let case = format!("refresh_token = {}", label(&s));
+        let (status, _) = assert_clean(app.refresh(&s).await, &format!("refresh {case}")).await;
+
+        // Assert
+        assert!(status == 401 || status == 422, "{case}: {status}");
+
+        // Act: sign-out with it ends at most the caller's own session
+        let ada = app.tokens(ADA, PASSWORD).await;
+        let response = app
+            .authed(Method::POST, "/signout", access_token(&ada))
+            .json(&json!({ "refresh_token": s }))
+            .send()
+            .await
+            .unwrap();
+        let (status, _) = assert_clean(response, &format!("signout {case}")).await;
+
+        // Assert
+        assert!(status == 204 || status == 422, "signout {case}: {status}");
+    }
+    assert_eq!(app.whoami(&bob_token).await.status(), 200);
+    assert_eq!(app.refresh(refresh_token(&bob)).await.status(), 200);
+    let bobs_revoked = db_count(
+        &app,
+        "SELECT count(*) FROM refresh_families f JOIN users u ON u.id = f.user_id \
+         WHERE u.email = 'bob@example.com' AND f.revoked_at IS NOT NULL",
+    )
+    .await;
+    assert_eq!(bobs_revoked, 0);
+    assert_intact(&app, 2, 0).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_query_parameters_on_listing_and_counting_get_a_clean_answer() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token) = app.new_user(ADA).await;
+    app.create_news(
+        &token,
+        &json!({"title": "Original title", "body": "Original body"}),
+    )
+    .await;
+
+    for s in hostile_strings() {
+        for parameter in [
+            "q",
+            "cursor",
+            "author_id",
+            "created_after",
+            "created_before",
+            "order",
+            "limit",
+        ] {
+            for path in ["/news", "/news/count"] {
+                // Act
+                let case = format!("GET {path}?{parameter}={}", label(&s));
+                let response = app
+                    .authed(Method::GET, path, &token)
+                    .query(&[(parameter, s.as_str())])
+                    .send()
+                    .await
+                    .unwrap();
+                let (status, body) = assert_clean(response, &case).await;
+
+                // Assert
+                assert!(status == 200 || status == 400, "{case}: {status}");
+                if status == 200 && parameter == "q" {
+                    // A search, not a tautology: nothing matches these strings.
+                    let found = if path == "/news" {
+                        body["items"].as_array().unwrap().len()
+                    } else {
+                        usize::try_from(body["count"].as_i64().unwrap()).unwrap()
+                    };
+                    assert_eq!(found, 0, "{case}: {body}");
+                }
+            }
+        }
+    }
+    assert_intact(&app, 1, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_search_for_sql_text_is_a_legitimate_search_answered_with_200() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token) = app.new_user(ADA).await;
+    app.create_news(
+        &token,
+        &json!({"title": "Unrelated", "body": "Nothing here"}),
+    )
+    .await;
+    let about_sql = app
+        .create_news(
+            &token,
+            &json!({"title": "How to drop a table", "body": "DROP TABLE news removes the table"}),
+        )
+        .await;
+
+    for q in ["' OR 1=1 --", "\"; DROP TABLE news; --", "drop table"] {
+        // Act
+        let response = app
+            .authed(Method::GET, "/news", &token)
+            .query(&[("q", q)])
+            .send()
+            .await
+            .unwrap();
+
+        // Assert
+        assert_eq!(response.status(), 200, "q = {q:?}");
+        let page: Value = response.json().await.unwrap();
+        let ids: Vec<&str> = page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["id"].as_str().unwrap())
+            .collect();
+        assert!(
+            ids.is_empty() || ids == [about_sql["id"].as_str().unwrap()],
+            "q = {q:?} finds only what it says: {page}"
+        );
+    }
+    assert_intact(&app, 1, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_filters_on_the_bulk_update_change_nothing() {
+    // Arrange
+    let app = spawn_app().await;
+    let (admin_id, admin) = app.new_user("root@example.com").await;
+    db_execute(
+        &app,
+        &format!("UPDATE users SET role = 'admin' WHERE id = '{admin_id}'"),
+    )
+    .await;
+    let (_, token) = app.new_user(ADA).await;
+    for title in ["First", "Second"] {
+        app.create_news(&token, &json!({"title": title, "body": "Body"}))
+            .await;
+    }
+    let before = all_news(&app).await;
+
+    for s in hostile_strings() {
+        for parameter in ["q", "author_id", "created_after", "created_before"] {
+            // Act
+            let case = format!("PATCH /news?{parameter}={}", label(&s));
+            let response = app
+                .authed(Method::PATCH, "/news", &admin)
+                .query(&[(parameter, s.as_str())])
+                .json(&json!({"title": "Defaced"}))
+                .send()
+                .await
+                .unwrap();
+            let (status, body) = assert_clean(response, &case).await;
+
+            // Assert
+            assert!(status == 200 || status == 400, "{case}: {status}");
+            if status == 200 {
+                assert_eq!(body, json!({"count": 0}), "{case}");
+            }
+            assert_eq!(all_news(&app).await, before, "{case}: nothing changed");
+        }
+    }
+    assert_intact(&app, 2, 2).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_news_ids_in_the_path_are_a_clean_4xx_and_change_nothing() {
+    // Arrange
+    let app = spawn_app().await;
+    let (_, token) = app.new_user(ADA).await;
+    app.create_news(&token, &json!({"title": "Original", "body": "Original"}))
+        .await;
+    let before = all_news(&app).await;
+
+    for s in hostile_strings() {
+        let path = format!("/news/{}", path_segment(&s));
+        for method in [Method::GET, Method::PUT, Method::PATCH, Method::DELETE] {
+            // Act
+            let case = format!("{method} /news/{}", label(&s));
+            let mut request = app.authed(method.clone(), &path, &token);
+            if method == Method::PUT || method == Method::PATCH {
+                request = request.json(&json!({"title": "Defaced", "body": "Defaced"}));
+            }
+            let (status, _) = assert_clean(request.send().await.unwrap(), &case).await;
+
+            // Assert
+            assert!((400..500).contains(&status), "{case}: {status}");
+            assert_eq!(all_news(&app).await, before, "{case}: nothing changed");
+        }
+    }
+    assert_intact(&app, 1, 1).await;
+}
