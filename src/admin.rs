@@ -13,7 +13,7 @@ use crate::{
         schema::users,
         users::{UserRow, insert_user, lower},
     },
-    domain::{Email, NewUser, Role, Timestamp, UserName},
+    domain::{Email, NewUser, Role},
 };
 
 /// Why an administrative command failed; each message is one line for the operator.
@@ -67,13 +67,7 @@ pub async fn create_admin(
     let hash = PasswordHasher::new(config.bcrypt_cost)
         .hash(new_user.password)
         .await?;
-    let row = UserRow {
-        id: Uuid::now_v7(),
-        email: new_user.email.as_str().to_string(),
-        name: new_user.name.map(UserName::into_inner),
-        role: Role::Admin.as_str().to_string(),
-        created_at: Timestamp::now().get(),
-    };
+    let row = UserRow::new_account(&new_user.email, new_user.name, Role::Admin);
     let mut conn = connect(config).await?;
     match insert_user(&mut conn, &row, &hash).await {
         Ok(user) => Ok(user.id),

@@ -21,7 +21,7 @@ use crate::{
         throttle,
         users::{self, UserRow},
     },
-    domain::{self, Invalid, NewUser, Role, Timestamp, UserName},
+    domain::{self, Invalid, NewUser, Role},
     error::{ApiError, AuthFailure},
 };
 
@@ -199,13 +199,7 @@ impl AuthApi {
             .hash(new_user.password)
             .await
             .map_err(ApiError::internal)?;
-        let row = UserRow {
-            id: Uuid::now_v7(),
-            email: new_user.email.as_str().to_string(),
-            name: new_user.name.map(UserName::into_inner),
-            role: Role::User.as_str().to_string(),
-            created_at: Timestamp::now().get(),
-        };
+        let row = UserRow::new_account(&new_user.email, new_user.name, Role::User);
         let mut conn = state.pool.get().await?;
         let user = users::insert_user(&mut conn, &row, &hash).await?;
         Ok(SignupResponse::Created(Json(user.into())))

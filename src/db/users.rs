@@ -6,6 +6,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::{user_credentials, users};
+use crate::domain::{Email, Role, Timestamp, UserName};
 
 diesel::define_sql_function! {
     /// SQL `lower()`, for case-insensitive email look-ups served by `users_email_lower_key`.
@@ -26,6 +27,20 @@ pub struct UserRow {
     pub role: String,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
+}
+
+impl UserRow {
+    /// A new account with a fresh id, created now.
+    #[must_use]
+    pub fn new_account(email: &Email, name: Option<UserName>, role: Role) -> Self {
+        Self {
+            id: Uuid::now_v7(),
+            email: email.as_str().to_string(),
+            name: name.map(UserName::into_inner),
+            role: role.as_str().to_string(),
+            created_at: Timestamp::now().get(),
+        }
+    }
 }
 
 /// Inserts a user and their password hash in one transaction.
