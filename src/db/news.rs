@@ -94,16 +94,15 @@ pub enum WriteOutcome<T> {
 
 type Condition = Box<dyn BoxableExpression<news::table, Pg, SqlType = Bool>>;
 
-/// The full-text document: the same expression as the `news_fulltext_idx` index, so that the index
-/// serves the query.
-const DOCUMENT: &str = "to_tsvector('english', title || ' ' || body)";
 
 fn matching(filter: &NewsFilter) -> Condition {
     let mut condition: Condition = Box::new(sql::<Bool>("TRUE"));
     if let Some(text) = &filter.text {
         condition = Box::new(
             condition.and(
-                sql::<Bool>(&format!("{DOCUMENT} @@ websearch_to_tsquery('english', "))
+                // `search` is the stored `to_tsvector('english', title || ' ' || body)`, indexed
+                // by `news_search_idx`.
+                sql::<Bool>("search @@ websearch_to_tsquery('english', ")
                     .bind::<Text, _>(text.clone())
                     .sql(")"),
             ),

@@ -1,6 +1,15 @@
 // @generated automatically by Diesel CLI.
 
+pub mod sql_types {
+    #[derive(diesel::query_builder::QueryId, Clone, diesel::sql_types::SqlType)]
+    #[diesel(postgres_type(name = "tsvector", schema = "pg_catalog"))]
+    pub struct Tsvector;
+}
+
 diesel::table! {
+    use diesel::sql_types::*;
+    use super::sql_types::Tsvector;
+
     news (id) {
         id -> Uuid,
         title -> Text,
@@ -9,6 +18,7 @@ diesel::table! {
         date_updated -> Timestamptz,
         author_id -> Uuid,
         version -> Int8,
+        search -> Tsvector,
     }
 }
 
