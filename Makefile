@@ -1,7 +1,8 @@
 # Developer entry points for the newsapi server.
 #
 #   make run      start PostgreSQL if needed, then the server on LISTEN_ADDR
-#   make test     lint, then the whole test suite against a local PostgreSQL
+#   make test     lint, then the whole test suite against a local PostgreSQL,
+#                 then the outside-in suites (spec lint, contract, clients, browser)
 #   make lint     rustfmt check + clippy (warnings are errors)
 #
 # Settings come from .env (created on first use by scripts/ensure-env.sh;
@@ -21,16 +22,24 @@ endif
 
 CARGO ?= cargo
 
-.PHONY: help prepare run migrate test lint fmt clean-test-dbs
+.PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
+	clients-python clients-typescript browser bench bench-compare
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
 	@echo "make run             prepare, then run the server (release build)"
 	@echo "make migrate         prepare, then apply pending database migrations"
-	@echo "make test            prepare, lint, then cargo test --all-targets"
+	@echo "make test            prepare, lint, cargo test --all-targets, then make suites"
 	@echo "make lint            cargo fmt --check and cargo clippy -D warnings"
 	@echo "make fmt             format the code"
-	@echo "make clean-test-dbs  drop leftover newsapi_test_* databases"
+	@echo "make clean-test-dbs  drop leftover newsapi_test_* and newsapi_e2e_* databases"
+	@echo "make suites          the outside-in suites below, one after the other (part of make test)"
+	@echo "make spec-lint       Redocly CLI lints openapi.yaml (tests/spec-lint)"
+	@echo "make contract        Schemathesis contract tests against a live server (tests/contract)"
+	@echo "make clients         generated Python and TypeScript clients against a live server (tests/clients)"
+	@echo "make browser         the explorer and Redoc in headless Chromium (tests/browser)"
+	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
+	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
 
 prepare:
 	@bash scripts/ensure-env.sh
@@ -44,11 +53,36 @@ migrate: prepare
 
 # The tests create (and drop) their own newsapi_test_* databases through
 # TEST_DATABASE_URL, the maintenance database of DATABASE_URL's server.
-# Keep `cargo test` last so the output ends with cargo's summary lines.
+# Then the outside-in suites, each against a server of its own on a fresh newsapi_e2e_* database;
+# their output ends with one line per suite and the total (`suites: N passed, M failed`).
 test: prepare lint
 	@export TEST_DATABASE_URL="$${TEST_DATABASE_URL:-$$(bash scripts/database-url.sh --server)}"; \
 	echo "+ TEST_DATABASE_URL=$${TEST_DATABASE_URL%%://*}://…@$${TEST_DATABASE_URL##*@} $(CARGO) test --all-targets"; \
 	$(CARGO) test --all-targets
+	@bash tests/run-suites.sh
+
+# The outside-in suites. Each installs its own tools (a venv under target/venv, `npm ci` from a
+# committed lockfile, Debian's chromium) and runs scripts/with-test-server.sh.
+suites: prepare
+	@bash tests/run-suites.sh
+
+spec-lint:
+	@bash tests/run-suites.sh spec-lint
+
+contract: prepare
+	@bash tests/run-suites.sh contract
+
+clients: prepare
+	@bash tests/run-suites.sh clients-python clients-typescript
+
+clients-python: prepare
+	@bash tests/run-suites.sh clients-python
+
+clients-typescript: prepare
+	@bash tests/run-suites.sh clients-typescript
+
+browser: prepare
+	@bash tests/run-suites.sh browser
 
 lint:
 	$(CARGO) fmt --all --check
@@ -59,3 +93,12 @@ fmt:
 
 clean-test-dbs:
 	@bash scripts/clean-test-dbs.sh
+
+# Benchmarks (see BENCHMARKS.md). Both build the release binary, make a fresh benchmark database
+# (newsapi_bench, seeded with 100 000 news), start their own servers on 127.0.0.1:3180-3184 and
+# stop them at the end. Results: target/bench/results.json and compare.json.
+bench:
+	@bash scripts/bench/bench.sh
+
+bench-compare:
+	@bash scripts/bench/compare.sh

@@ -11,10 +11,12 @@ use poem::{
     middleware::{CatchPanic, Tracing},
     web::Html,
 };
-use poem_openapi::OpenApiService;
+use poem_openapi::{LicenseObject, OpenApiService, ServerObject};
 
 use crate::{
-    api::{AppState, AuthApi, NewsApi, ServiceApi, SharedState, close_request_bodies},
+    api::{
+        AppState, AuthApi, NewsApi, ServiceApi, SharedState, close_request_bodies, complete_spec,
+    },
     auth::{JwtKeys, PasswordHasher},
     config::Config,
     db,
@@ -39,7 +41,9 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
              to every operation marked with a lock. Every error is `application/problem+json` \
              (RFC 9457).\n",
     )
-    .license("MIT")
+    .license(LicenseObject::new("MIT").url("https://spdx.org/licenses/MIT.html"))
+    // Relative: the API is wherever this document is served from.
+    .server(ServerObject::new("/").description("The server that serves this document"))
 }
 
 /// Why the server could not start; one line for the operator.
@@ -123,12 +127,14 @@ impl Application {
 }
 
 /// The spec as served at `/openapi.json` and `/openapi.yaml`: the one poem-openapi generates from
-/// the handlers, with the request bodies closed (see [`close_request_bodies`]).
+/// the handlers, with the request bodies closed (see [`close_request_bodies`]) and what else
+/// poem-openapi cannot say added (see [`complete_spec`]).
 #[must_use]
 pub fn served_spec() -> serde_json::Value {
     let mut spec: serde_json::Value =
         serde_json::from_str(&api_service().spec()).expect("poem-openapi writes valid JSON");
     close_request_bodies(&mut spec);
+    complete_spec(&mut spec);
     spec
 }
 

@@ -61,6 +61,15 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
             })?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
             .map_err(|err| ApiError::BadRequest(format!("malformed JSON: {err}")))?;
+        // Every body is an object. serde's derived structs also read an array, field by field in
+        // order, so without this `[]` would be an empty patch and `["T", "B"]` a news item.
+        if !value.is_object() {
+            return Err(ApiError::Validation(vec![FieldError {
+                field: "$".to_string(),
+                message: "must be a JSON object".to_string(),
+            }])
+            .into());
+        }
         let mut unknown = Vec::new();
         let parsed = serde_path_to_error::deserialize(serde_ignored::Deserializer::new(
             value,
@@ -154,4 +163,44 @@ where
     D: serde::Deserializer<'de>,
 {
     String::deserialize(deserializer).map(poem_openapi::types::Email)
+}
+
+#[cfg(test)]
+mod tests {
+    use poem_openapi::Object;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize, Object)]
+    struct Patch {
+        #[serde(default)]
+        title: Option<String>,
+        #[serde(default)]
+        body: Option<String>,
+    }
+
+    async fn parse(json: &str) -> poem::Result<JsonBody<Patch>> {
+        let request = Request::builder().content_type("application/json").finish();
+        let mut body = RequestBody::new(poem::Body::from_string(json.to_string()));
+        JsonBody::<Patch>::from_request(&request, &mut body).await
+    }
+
+    #[tokio::test]
+    async fn an_object_is_read() {
+        let patch = parse(r#"{"title": "T"}"#).await.unwrap().0;
+        assert_eq!(patch.title.as_deref(), Some("T"));
+        assert_eq!(patch.body, None);
+    }
+
+    #[tokio::test]
+    async fn an_array_is_refused_even_where_serde_would_read_it_field_by_field() {
+        for json in ["[]", r#"["T", "B"]"#, "null", "3", r#""T""#] {
+            let err = parse(json).await.unwrap_err();
+            assert_eq!(
+                err.status(),
+                poem::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "{json}"
+            );
+        }
+    }
 }

@@ -8,6 +8,7 @@ mod errors;
 mod news;
 mod security;
 mod service;
+mod spec;
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -20,6 +21,7 @@ pub use self::{
     news::NewsApi,
     security::{BearerAuth, client_ip},
     service::ServiceApi,
+    spec::complete_spec,
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},

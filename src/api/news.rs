@@ -57,14 +57,26 @@ impl From<NewsRow> for News {
     }
 }
 
+// Titles and bodies (`pattern` in the spec, checked by `domain::check_text`): at least one
+// character that is not white space (`char::is_whitespace`, spelt out since regex dialects
+// disagree on `\s`), and no NUL, which PostgreSQL's `text` cannot store.
+
 /// A new news item, or the full replacement of one.
 #[derive(Debug, Deserialize, Object)]
 pub struct NewsInput {
     /// The title.
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    ))]
     pub title: String,
     /// The text.
-    #[oai(validator(min_length = 1, max_length = 100000))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100000,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    ))]
     pub body: String,
     /// Defaults to now on create; kept as it is on replace when left out
     #[serde(default, deserialize_with = "present")]
@@ -76,11 +88,19 @@ pub struct NewsInput {
 pub struct NewsPatch {
     /// A new title.
     #[serde(default, deserialize_with = "present")]
-    #[oai(validator(min_length = 1, max_length = 200))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    ))]
     pub title: Option<String>,
     /// A new text.
     #[serde(default, deserialize_with = "present")]
-    #[oai(validator(min_length = 1, max_length = 100000))]
+    #[oai(validator(
+        min_length = 1,
+        max_length = 100000,
+        pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
+    ))]
     pub body: Option<String>,
     /// A new creation date.
     #[serde(default, deserialize_with = "present")]
@@ -232,7 +252,7 @@ impl NewsApi {
         #[oai(validator(min_length = 1, max_length = 200))]
         cursor: Query<Option<String>>,
         /// Full-text search over title and body (web-search syntax, English stemming)
-        #[oai(validator(min_length = 1, max_length = 200))]
+        #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
         author_id: Query<Option<Uuid>>,
@@ -319,7 +339,7 @@ impl NewsApi {
         state: Data<&SharedState>,
         _auth: BearerAuth,
         /// Full-text search over title and body (web-search syntax, English stemming)
-        #[oai(validator(min_length = 1, max_length = 200))]
+        #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
         author_id: Query<Option<Uuid>>,
@@ -445,7 +465,7 @@ impl NewsApi {
         state: Data<&SharedState>,
         auth: BearerAuth,
         /// Full-text search over title and body (web-search syntax, English stemming)
-        #[oai(validator(min_length = 1, max_length = 200))]
+        #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
         author_id: Query<Option<Uuid>>,
@@ -538,14 +558,8 @@ fn news_filter(
     created_after: Option<DateTime<Utc>>,
     created_before: Option<DateTime<Utc>>,
 ) -> Result<NewsFilter, ApiError> {
-    let instant = |name: &'static str, value: Option<DateTime<Utc>>| {
-        value
-            .map(|v| Timestamp::parse(name, v).map(Timestamp::get))
-            .transpose()
-            .map_err(|invalid| {
-                ApiError::BadRequest(format!("`{}` {}", invalid.field, invalid.message))
-            })
-    };
+    // Any instant is a usable bound, even one outside the years a news item may have.
+    let instant = |value: Option<DateTime<Utc>>| value.map(|v| Timestamp::bound(v).get());
     if q.as_deref().is_some_and(|q| q.contains('\0')) {
         return Err(ApiError::BadRequest(
             "`q` must not contain a NUL character".into(),
@@ -554,7 +568,7 @@ fn news_filter(
     Ok(NewsFilter {
         text: q,
         author_id,
-        created_after: instant("created_after", created_after)?,
-        created_before: instant("created_before", created_before)?,
+        created_after: instant(created_after),
+        created_before: instant(created_before),
     })
 }

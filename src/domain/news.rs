@@ -1,6 +1,6 @@
 //! What a news item is made of.
 
-use chrono::{DateTime, Datelike, DurationRound, TimeDelta, Utc};
+use chrono::{DateTime, Datelike, Timelike, Utc};
 
 use super::{Invalid, check_text, failures};
 
@@ -120,7 +120,8 @@ impl NewsBody {
     }
 }
 
-/// An instant PostgreSQL can store exactly: microsecond precision, years 1 to 9999.
+/// An instant PostgreSQL can store exactly and RFC 3339 can write in UTC: microsecond precision,
+/// years 0000 to 9999.
 ///
 /// Rounding to the microsecond here means the value a client gets back is the value stored, and a
 /// pagination cursor made from it finds the same row again.
@@ -129,25 +130,29 @@ pub struct Timestamp(DateTime<Utc>);
 
 impl Timestamp {
     /// # Errors
-    /// An instant outside years 1 to 9999.
+    /// An instant outside years 0000 to 9999 in UTC (an RFC 3339 date-time near either end with an
+    /// offset can fall outside them), which no response could write.
     pub fn parse(field: &'static str, instant: DateTime<Utc>) -> Result<Self, Invalid> {
-        if !(1..=9999).contains(&instant.year()) {
-            return Err(Invalid::new(field, "must be between the years 1 and 9999"));
+        if !(0..=9999).contains(&instant.year()) {
+            return Err(Invalid::new(
+                field,
+                "must be between the years 0000 and 9999 in UTC",
+            ));
         }
-        let micros = instant
-            .duration_trunc(TimeDelta::microseconds(1))
-            .map_err(|_| Invalid::new(field, "is not a representable instant"))?;
-        Ok(Self(micros))
+        Ok(Self(to_micros(instant)))
+    }
+
+    /// A bound for a filter: any instant at all, at microsecond precision. It is only compared with
+    /// stored instants, never written back, so it needs no range.
+    #[must_use]
+    pub fn bound(instant: DateTime<Utc>) -> Self {
+        Self(to_micros(instant))
     }
 
     /// The current instant, at microsecond precision.
     #[must_use]
     pub fn now() -> Self {
-        let now = Utc::now();
-        Self(
-            now.duration_trunc(TimeDelta::microseconds(1))
-                .unwrap_or(now),
-        )
+        Self(to_micros(Utc::now()))
     }
 
     /// The instant.
@@ -157,8 +162,19 @@ impl Timestamp {
     }
 }
 
+/// Cuts the nanoseconds below a microsecond. (chrono's `duration_trunc` cannot: it works on
+/// nanoseconds since 1970 in an `i64`, which ends before 1677 and after 2262.)
+fn to_micros(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let nanos = instant.nanosecond();
+    instant
+        .with_nanosecond(nanos - nanos % 1_000)
+        .unwrap_or(instant)
+}
+
 #[cfg(test)]
 mod tests {
+    use chrono::TimeDelta;
+
     use super::*;
 
     #[test]
@@ -190,6 +206,35 @@ mod tests {
             .with_timezone(&Utc);
         let stored = Timestamp::parse("date_created", instant).unwrap().get();
         assert_eq!(stored.to_rfc3339(), "2024-01-02T03:04:05.123456+00:00");
+    }
+
+    #[test]
+    fn timestamps_from_year_0000_to_9999_are_kept_to_the_microsecond() {
+        for text in [
+            "0001-01-01T00:00:00.1234567+23:59",
+            "0169-03-05T19:35:56.101Z",
+            "1600-02-29T12:00:00.000000999Z",
+            "2263-01-01T00:00:00Z",
+            "9999-12-31T23:59:59.999999999Z",
+        ] {
+            let instant = DateTime::parse_from_rfc3339(text)
+                .unwrap()
+                .with_timezone(&Utc);
+            let stored = Timestamp::parse("date_created", instant)
+                .unwrap_or_else(|e| panic!("{text}: {e:?}"))
+                .get();
+            assert_eq!(stored.nanosecond() % 1_000, 0, "{text}");
+            assert_eq!(stored.timestamp(), instant.timestamp(), "{text}");
+        }
+    }
+
+    #[test]
+    fn an_offset_that_leaves_years_0000_to_9999_in_utc_is_refused() {
+        let late = DateTime::parse_from_rfc3339("9999-12-31T23:00:00-23:00")
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(Timestamp::parse("date_created", late).is_err());
+        assert_eq!(Timestamp::bound(late).get(), late);
     }
 
     #[test]

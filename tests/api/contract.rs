@@ -5,8 +5,8 @@
 //! Normalisation rules (everything else must match exactly):
 //! 1. Only `paths`, `components.schemas` and `components.securitySchemes` are compared; `info`,
 //!    `servers` and the top-level `tags` list are documentation.
-//! 2. `$ref`s to `#/components/parameters/…`, `…/responses/…` and `…/headers/…` are inlined
-//!    (poem-openapi always writes them inline; the hand-written spec shares them).
+//! 2. `$ref`s to `#/components/parameters/…`, `…/responses/…`, `…/headers/…` and `…/links/…` are
+//!    inlined (the served spec writes them inline; the hand-written spec shares them).
 //! 3. Prose is not compared: `description`, `summary`, `example`, `examples`, `title` (as keys of a
 //!    schema, parameter, response or operation — never a property of that name).
 //! 4. Keys left at their OpenAPI default are dropped: `deprecated: false`, `required: false`,
@@ -41,12 +41,12 @@ fn authored_spec() -> Value {
     serde_yaml::from_str(&text).unwrap()
 }
 
-/// Inlines `$ref`s into `components.parameters` and `components.responses`.
+/// Inlines `$ref`s into `components.parameters`, `…responses`, `…headers` and `…links`.
 fn inline_refs(value: &Value, root: &Value) -> Value {
     match value {
         Value::Object(map) => {
             if let Some(Value::String(target)) = map.get("$ref") {
-                for section in ["parameters", "responses", "headers"] {
+                for section in ["parameters", "responses", "headers", "links"] {
                     let prefix = format!("#/components/{section}/");
                     if let Some(name) = target.strip_prefix(&prefix) {
                         let resolved = &root["components"][section][name];
