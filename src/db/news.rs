@@ -94,7 +94,6 @@ pub enum WriteOutcome<T> {
 
 type Condition = Box<dyn BoxableExpression<news::table, Pg, SqlType = Bool>>;
 
-
 fn matching(filter: &NewsFilter) -> Condition {
     let mut condition: Condition = Box::new(sql::<Bool>("TRUE"));
     if let Some(text) = &filter.text {
