@@ -1,8 +1,18 @@
-//! bcrypt hashing and verification, always on tokio's blocking pool: a hash at cost 12 takes about
-//! a quarter of a second of CPU, which on the async runtime would stall every other request.
+//! bcrypt hashing and verification, always off the async runtime: a hash at cost 12 takes about a
+//! quarter of a second of CPU, which on the runtime would stall every other request.
+//!
+//! The work runs on a pool of its own rather than tokio's blocking pool: one thread per core, each
+//! at a lower scheduling priority (nice 10). bcrypt then uses the CPU that serving requests leaves
+//! idle: alone, sign-ins run at the machine's full bcrypt rate; during a sign-in storm, reads keep
+//! most of the CPU instead of sharing it evenly with a dozen hashing threads (tokio's blocking pool
+//! would start one per concurrent sign-in, at the same priority as everything else).
 
-use tokio::sync::OnceCell;
-use tracing::Instrument;
+use std::{
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, mpsc},
+};
+
+use tokio::sync::{OnceCell, oneshot};
 
 use crate::domain::Password;
 
@@ -10,6 +20,7 @@ use crate::domain::Password;
 #[derive(Debug)]
 pub struct PasswordHasher {
     cost: u32,
+    pool: HashPool,
     /// A hash of a random password at the same cost, verified against when the email is unknown,
     /// so that sign-in costs the same whether or not the account exists. Made on first use, to
     /// keep start-up fast.
@@ -27,6 +38,7 @@ impl PasswordHasher {
     pub fn new(cost: u32) -> Self {
         Self {
             cost,
+            pool: HashPool::start(),
             dummy_hash: OnceCell::new(),
         }
     }
@@ -34,13 +46,14 @@ impl PasswordHasher {
     /// Hashes a new password.
     ///
     /// # Errors
-    /// bcrypt refused the cost, or the blocking task died.
+    /// bcrypt refused the cost, or the hashing threads died.
     pub async fn hash(&self, password: Password) -> Result<String, HashError> {
         let cost = self.cost;
-        blocking(move || {
-            bcrypt::hash(password.expose(), cost).map_err(|e| HashError(e.to_string()))
-        })
-        .await?
+        self.pool
+            .run(move || {
+                bcrypt::hash(password.expose(), cost).map_err(|e| HashError(e.to_string()))
+            })
+            .await?
     }
 
     /// Checks `candidate` (normalised as at signup) against `stored`, or against a dummy hash when
@@ -49,7 +62,7 @@ impl PasswordHasher {
     /// first 72 bytes).
     ///
     /// # Errors
-    /// The blocking task died, or the dummy hash could not be made.
+    /// The hashing threads died, or the dummy hash could not be made.
     pub async fn verify(
         &self,
         candidate: String,
@@ -61,7 +74,10 @@ impl PasswordHasher {
         };
         let candidate = Password::normalise(&candidate);
         let fits = candidate.len() <= Password::MAX_BYTES;
-        let matches = blocking(move || bcrypt::verify(candidate, &hash).unwrap_or(false)).await?;
+        let matches = self
+            .pool
+            .run(move || bcrypt::verify(candidate, &hash).unwrap_or(false))
+            .await?;
         Ok(exists && fits && matches)
     }
 
@@ -70,7 +86,8 @@ impl PasswordHasher {
         self.dummy_hash
             .get_or_try_init(|| async move {
                 let random = uuid::Uuid::new_v4().to_string();
-                blocking(move || bcrypt::hash(random, cost).map_err(|e| HashError(e.to_string())))
+                self.pool
+                    .run(move || bcrypt::hash(random, cost).map_err(|e| HashError(e.to_string())))
                     .await?
             })
             .await
@@ -78,15 +95,74 @@ impl PasswordHasher {
     }
 }
 
-/// Runs CPU-bound work on the blocking pool, inside the caller's tracing span.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, HashError> {
-    let span = tracing::Span::current();
-    tokio::task::spawn_blocking(move || span.in_scope(work))
-        .in_current_span()
-        .await
-        .map_err(|e| HashError(e.to_string()))
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Threads for CPU-bound work, one per core, at a lower priority than the rest of the process.
+/// They end when the pool is dropped.
+#[derive(Debug)]
+struct HashPool {
+    jobs: mpsc::Sender<Job>,
+}
+
+/// The niceness of the hashing threads: with the default weights of Linux's scheduler, a nice-10
+/// thread gets about a tenth of the CPU a nice-0 one does when both want it, and all of it when
+/// nothing else does.
+const HASHING_PRIORITY: u8 = 22; // thread-priority's cross-platform 0..=99 scale; 22 is nice 10
+
+impl HashPool {
+    fn start() -> Self {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        for n in 0..threads {
+            let queue = Arc::clone(&queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("bcrypt-{n}"))
+                .spawn(move || {
+                    lower_priority();
+                    loop {
+                        // The lock is held only while waiting for the next job, not while running it.
+                        let next = queue.lock().map(|queue| queue.recv());
+                        let Ok(Ok(job)) = next else { break };
+                        // A panicking job loses its answer (the caller sees an error), not the thread.
+                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    }
+                });
+            if let Err(err) = spawned {
+                tracing::error!(error = %err, "cannot start a password hashing thread");
+            }
+        }
+        Self { jobs }
+    }
+
+    /// Runs `work` on the pool, inside the caller's tracing span, and waits for its answer.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let (answer, answered) = oneshot::channel();
+        let span = tracing::Span::current();
+        self.jobs
+            .send(Box::new(move || {
+                let _ = answer.send(span.in_scope(work));
+            }))
+            .map_err(|_| HashError("the password hashing threads have stopped".into()))?;
+        answered
+            .await
+            .map_err(|_| HashError("a password hashing job failed".into()))
+    }
+}
+
+fn lower_priority() {
+    let priority = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
+        .map(thread_priority::ThreadPriority::Crossplatform);
+    let lowered = priority
+        .map_err(|e| e.to_string())
+        .and_then(|p| thread_priority::set_current_thread_priority(p).map_err(|e| e.to_string()));
+    if let Err(err) = lowered {
+        // Still correct, only less kind to other requests under a sign-in storm.
+        tracing::warn!(error = %err, "cannot lower the priority of a password hashing thread");
+    }
 }
 
 #[cfg(test)]
@@ -114,6 +190,20 @@ mod tests {
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn hashing_threads_run_at_nice_10() {
+        let hasher = PasswordHasher::new(4);
+        let nice = hasher
+            .pool
+            .run(|| std::fs::read_to_string("/proc/thread-self/stat"))
+            .await
+            .unwrap()
+            .unwrap();
+        // Field 19 of /proc/<tid>/stat is the niceness; the name in field 2 has no spaces here.
+        let nice: i32 = nice.split_whitespace().nth(18).unwrap().parse().unwrap();
+        assert_eq!(nice, 10);
     }
 
     #[tokio::test]
