@@ -1,0 +1,168 @@
+#!/usr/bin/env python3
+"""PostgreSQL alone, with the statements the server sends and with the ones it could send
+instead: how far each design could go on this machine, whatever the Rust side costs. Runs
+pgbench (per-transaction log, for percentiles) with the scripts in scripts/bench/pgbench/,
+variants interleaved round by round; prints medians. Called by pg-designs.sh.
+
+Experiments:
+  S1  s1-now (4 statements: recycle check + session, recycle check + news) vs s1-fast-recycle
+      (2) vs s1-one-statement (1); pgbench -M prepared, CONNS clients
+  S4  the insert with the full-text GIN index as migrated (fastupdate on) vs fastupdate off
+  S3  the search query over an expression GIN index on to_tsvector(title || ' ' || body) (the
+      first migration's design) vs the stored tsvector column with its own GIN index (the
+      current one); -M simple, so that every query is planned as the server's are (its list
+      queries are not in diesel's statement cache)
+"""
+import glob
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import driver  # noqa: E402
+
+HERE = driver.HERE
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+OUT = os.path.join(ROOT, "target", "bench", "pg-designs")
+PG = ["-h", os.environ["DB_HOST"], "-p", os.environ["DB_PORT"], "-U", os.environ["DB_USER"]]
+DB = os.environ["DESIGN_DB"]
+DUR = driver.env_int("DUR", 10)
+WARM = driver.env_int("WARM", 3)
+ROUNDS = driver.env_int("ROUNDS", 3)
+CONNS = driver.env_int("CONNS", 64)
+
+
+def psql(sql):
+    """Runs each `;`-separated statement on its own (VACUUM cannot share a transaction)."""
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *PG, "-d", DB]
+    for stmt in filter(None, (x.strip() for x in sql.split(";"))):
+        cmd += ["-c", stmt]
+    subprocess.run(cmd, check=True, capture_output=True, timeout=1200)
+
+
+def pgbench(name, scripts, mode, dur, log):
+    prefix = os.path.join(OUT, name)
+    for f in glob.glob(prefix + ".*"):
+        os.remove(f)
+    cmd = ["pgbench", *PG, "-M", mode, "-c", str(CONNS), "-j", "2", "-T", str(dur), "-n"]
+    for s in scripts:
+        cmd += ["-f", s]
+    if log:
+        cmd += ["-l", "--log-prefix", prefix]
+    cmd.append(DB)
+    s = driver.Sampler(0).start()
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=dur + 300)
+    cpu = s.stop()["cpu_pct_of_one_core"]
+    if r.returncode != 0:
+        raise RuntimeError(r.stdout + r.stderr)
+    tps = next(float(l.split()[2]) for l in r.stdout.splitlines()
+               if l.startswith("tps = ") and "without initial" in l)
+    res = {"tps": tps, "cpu": cpu}
+    if log:
+        lat = []
+        for f in glob.glob(prefix + ".*"):
+            with open(f) as fh:
+                lat += [int(line.split()[2]) for line in fh]
+            os.remove(f)
+        lat.sort()
+        pick = lambda q: lat[min(len(lat) - 1, int(q * len(lat)))] / 1000
+        res.update(p50_ms=pick(0.5), p90_ms=pick(0.9), p99_ms=pick(0.99), n=len(lat))
+    return res
+
+
+def experiment(title, variants, mode):
+    """variants: [(name, [scripts], setup_sql or None, teardown_sql or None)]"""
+    print(f"== {title}", flush=True)
+    runs = []
+    for rnd in range(1, ROUNDS + 1):
+        for name, scripts, before, after in variants:
+            if before:
+                psql(before)
+            pgbench(name, scripts, mode, WARM, log=False)
+            r = pgbench(name, scripts, mode, DUR, log=True)
+            if after:
+                psql(after)
+            r.update(variant=name, round=rnd)
+            runs.append(r)
+            print(f"   round {rnd} {name:>22}: {r['tps']:8.0f} tps  p50 {r['p50_ms']:7.2f}  p99 "
+                  f"{r['p99_ms']:7.2f} ms  cpu pg {r['cpu']['postgres']} pgbench "
+                  f"{r['cpu']['load']} other {r['cpu']['other']}", flush=True)
+    rows = []
+    print(f"\n{title}: medians over {ROUNDS} rounds, {CONNS} clients, {DUR} s each")
+    print("| variant | tps | vs first | p50 ms | p99 ms | PostgreSQL CPU µs/transaction |")
+    print("|---|---|---|---|---|---|")
+    first = None
+    for name, *_ in variants:
+        rs = [r for r in runs if r["variant"] == name]
+        med = lambda k: statistics.median(r[k] for r in rs)
+        tps = med("tps")
+        first = first or tps
+        pg_us = statistics.median(r["cpu"]["postgres"] for r in rs) / 100 / tps * 1e6
+        row = {"variant": name, "tps": tps, "tps_all": [r["tps"] for r in rs],
+               "p50_ms": med("p50_ms"), "p99_ms": med("p99_ms"), "pg_us": pg_us}
+        rows.append(row)
+        print(f"| {name} | {tps:.0f} | {tps / first * 100 - 100:+.0f}% | {row['p50_ms']:.2f} |"
+              f" {row['p99_ms']:.2f} | {pg_us:.0f} |")
+    print(flush=True)
+    return {"title": title, "rows": rows, "runs": runs}
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    only = set(filter(None, os.environ.get("ONLY", "S1,S4,S3").split(",")))
+    p = lambda f: os.path.join(HERE, "pgbench", f)
+    results = []
+    if "S1" in only:
+        results.append(experiment("S1: statements per GET /news/{id}", [
+            ("s1-now (4 statements)", [p("s1-now.sql")], None, None),
+            ("s1-fast-recycle (2)", [p("s1-fast-recycle.sql")], None, None),
+            ("s1-one-statement (1)", [p("s1-one-statement.sql")], None, None),
+        ], "prepared"))
+    if "S4" in only:
+        # Every GIN index of news, as the migrations made them.
+        gin = subprocess.run(
+            ["psql", "-X", "-At", *PG, "-d", DB, "-c",
+             "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am"
+             " am ON am.oid = c.relam WHERE i.indrelid = 'news'::regclass AND am.amname = 'gin'"],
+            check=True, capture_output=True, text=True).stdout.split()
+        alter = lambda opt: "; ".join(f"ALTER INDEX {g} SET (fastupdate = {opt})" for g in gin)
+        cleanup = "DELETE FROM news WHERE version = 7; VACUUM news"
+        results.append(experiment(f"S4: INSERT with the full-text GIN index ({', '.join(gin)})", [
+            ("gin fastupdate=on (as migrated)", [p("s4-insert.sql")], alter("on"), cleanup),
+            ("gin fastupdate=off", [p("s4-insert.sql")], alter("off"), cleanup),
+        ], "prepared"))
+        psql("; ".join(f"ALTER INDEX {g} RESET (fastupdate)" for g in gin))
+    if "S3" in only:
+        words = [w.strip() for w in open(os.path.join(ROOT, "target", "bench", "words.txt"))]
+        sdir = os.path.join(OUT, "s3-scripts")
+        os.makedirs(sdir, exist_ok=True)
+        cols = ("id, title, body, date_created, date_updated, author_id, version")
+        expr, stored = [], []
+        for i, w in enumerate(words):
+            for kind, cond, lst in (
+                    ("expr", "to_tsvector('english', title || ' ' || body)", expr),
+                    ("stored", "search", stored)):
+                f = os.path.join(sdir, f"{kind}-{i}.sql")
+                with open(f, "w") as fh:
+                    fh.write(f"SELECT {cols} FROM news WHERE TRUE AND {cond} @@ "
+                             f"websearch_to_tsquery('english', '{w}') ORDER BY date_created DESC,"
+                             f" id DESC LIMIT 21;\n")
+                lst.append(f)
+        # Both ways to search: the stored column (as migrated now) and, made here, the expression
+        # index the first migration had.
+        psql("SET maintenance_work_mem = '256MB'; CREATE INDEX IF NOT EXISTS news_fulltext_idx ON"
+             " news USING gin (to_tsvector('english', title || ' ' || body)); VACUUM ANALYZE news")
+        results.append(experiment("S3: search over the expression index vs a stored tsvector", [
+            ("expression index (first design)", expr, None, None),
+            ("stored tsvector column (now)", stored, None, None),
+        ], "simple"))
+    with open(os.path.join(OUT, f"pg-designs-{time.strftime('%Y%m%dT%H%M%S')}.json"), "w") as f:
+        json.dump({"dur_s": DUR, "rounds": ROUNDS, "conns": CONNS, "results": results}, f,
+                  indent=1)
+
+
+if __name__ == "__main__":
+    main()
