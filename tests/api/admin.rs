@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     PASSWORD, TestApp, access_token, assert_problem, db_count, db_execute, db_text, run_cli,
-    spawn_app,
+    spawn_app, users,
 };
 
 fn stderr(output: &Output) -> String {
@@ -23,10 +23,6 @@ async fn role_of(app: &TestApp, token: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-async fn users(app: &TestApp) -> i64 {
-    db_count(app, "SELECT count(*) FROM users").await
 }
 
 /// Signs up `email` and promotes them with `newsapi promote`; returns their id and token.

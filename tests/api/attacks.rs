@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     PASSWORD, TEST_SECRET, TestApp, access_token, assert_invalid_token, assert_no_internals,
-    assert_problem, claims_of, db_count, db_execute, db_text, refresh_token, sign_token, spawn_app,
-    spawn_app_with, www_authenticate,
+    assert_problem, claims_of, db_count, db_execute, db_text, error_fields, refresh_token,
+    sign_token, spawn_app, spawn_app_with, users, www_authenticate,
 };
 
 const ADA: &str = "ada@example.com";
@@ -418,20 +418,6 @@ async fn another_scheme_or_an_empty_bearer_token_is_401_with_a_bearer_challenge(
 
 // ---------------------------------------------------------------------------------------------
 // Password hardening
-
-/// The field names of a 422's `errors`.
-fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a 422 lists its errors: {problem}"))
-        .iter()
-        .map(|e| e["field"].as_str().unwrap().to_string())
-        .collect()
-}
-
-async fn users(app: &TestApp) -> i64 {
-    db_count(app, "SELECT count(*) FROM users").await
-}
 
 /// A hard-to-guess ASCII password of exactly `bytes` bytes.
 fn strong_password(bytes: usize) -> String {

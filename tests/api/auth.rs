@@ -5,26 +5,12 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     PASSWORD, TestApp, assert_no_internals, assert_problem, claims_of, db_count, db_execute,
-    sign_token, spawn_app,
+    error_fields, sign_token, spawn_app, users,
 };
 
 /// Distinct characters of two bytes each in UTF-8 (and unchanged by NFKC): a password made of
 /// them is hard to guess, so only its length can be the reason it is refused.
 const TWO_BYTE_CHARS: &str = "éñüßøåæçàèìòùâêîôûëïÿáíóúãõäöœšžčřħŋðþ";
-
-/// The field names of a 422's `errors`.
-fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a 422 lists its errors: {problem}"))
-        .iter()
-        .map(|e| e["field"].as_str().unwrap().to_string())
-        .collect()
-}
-
-async fn users(app: &TestApp) -> i64 {
-    db_count(app, "SELECT count(*) FROM users").await
-}
 
 async fn whoami_with_header(app: &TestApp, authorization: &str) -> reqwest::Response {
     app.request(Method::GET, "/whoami")

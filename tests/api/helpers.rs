@@ -445,3 +445,18 @@ pub async fn run_cli(app: &TestApp, args: &[&str], stdin: &str) -> std::process:
     .await
     .unwrap()
 }
+
+/// The field names of a 422's `errors`.
+pub fn error_fields(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a 422 lists its errors: {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// How many users the database holds.
+pub async fn users(app: &TestApp) -> i64 {
+    db_count(app, "SELECT count(*) FROM users").await
+}
