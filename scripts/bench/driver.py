@@ -170,6 +170,32 @@ def drain(pid, limit=3.0, max_secs=120):
             return
 
 
+def cancel_leftovers(setup, db):
+    """Cancels queries still running in the benchmark's own database once a run is over: a client
+    that disconnects does not stop PostgreSQL from finishing its query (the LoopBack anchor's
+    ILIKE searches run for seconds), and the next run would pay for them. Returns how many."""
+    pg = setup["pgbench"]
+    r = subprocess.run(["psql", "-X", "-At", "-h", pg["host"], "-p", str(pg["port"]), "-U",
+                        pg["user"], "-d", db, "-c",
+                        "SELECT count(pg_cancel_backend(pid)) FROM pg_stat_activity WHERE "
+                        f"datname = '{db}' AND state = 'active' AND pid <> pg_backend_pid()"],
+                       capture_output=True, text=True, timeout=60)
+    try:
+        return int(r.stdout.strip() or 0)
+    except ValueError:
+        return None
+
+
+def drain_postgres(limit=30.0, max_secs=60):
+    """Waits until PostgreSQL as a whole uses less than `limit` % of one core."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < max_secs:
+        s = Sampler(0).start()
+        time.sleep(0.5)
+        if s.stop()["cpu_pct_of_one_core"]["postgres"] < limit:
+            return
+
+
 def quiet_gate(exclude_pids):
     """Waits until CPU used by other processes (not the servers, PostgreSQL or the load generator)
     is below QUIET_LIMIT % of one core over 2 s; gives up after QUIET_MAX s. Returns what it saw."""
@@ -308,6 +334,9 @@ def one_run(setup, target, scen, rnd, resdir):
     if warm > 0:
         wrk(base, script, conns, warm, env, tag + ".warmup.json", latency=False)
         drain(pid)
+        if t.get("db"):
+            cancel_leftovers(setup, t["db"])
+            drain_postgres()
     rss_idle = rss_kb(pid)
     bg = None
     if name == "S7b":
@@ -333,6 +362,9 @@ def one_run(setup, target, scen, rnd, resdir):
         bg_result["rps_little"] = little(bg_result, env_int("SIGNIN_CONNS", 16))
         res["background_signin"] = bg_result
     drain(pid)
+    if t.get("db"):
+        res["cancelled_queries_after"] = cancel_leftovers(setup, t["db"])
+        drain_postgres()
     if name == "S5":
         res["rps_little"] = little(res, conns)
     if name in ("S4", "S8") and t.get("reset"):

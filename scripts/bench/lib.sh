@@ -248,7 +248,7 @@ setup = {
     "bcrypt_tool": f"{os.path.dirname(out)}/bench-tools/release/bcrypt-time",
     "targets": {
         "newsapi": {
-            "base": f"http://127.0.0.1:{e['NEWSAPI_PORT']}", "pid": pid("newsapi"),
+            "base": f"http://127.0.0.1:{e['NEWSAPI_PORT']}", "pid": pid("newsapi"), "db": e["BENCH_DB"],
             "bad_token": open(f"{out}/bad-token.txt").read().strip(),
             "files": {"ids": f"{out}/ids.txt", "tokens": f"{out}/tokens.txt",
                       "words": f"{out}/words.txt", "creds": f"{out}/creds.tsv"},
@@ -258,7 +258,7 @@ setup = {
                       "vacuum": "VACUUM ANALYZE news"},
         },
         "newsapi_c10": {
-            "base": f"http://127.0.0.1:{e['NEWSAPI_C10_PORT']}", "pid": pid("newsapi_c10"),
+            "base": f"http://127.0.0.1:{e['NEWSAPI_C10_PORT']}", "pid": pid("newsapi_c10"), "db": e["BENCH_DB"],
             "files": {"creds": f"{out}/creds-c10.tsv"},
         },
     },
@@ -274,6 +274,7 @@ if e["WITH_ANCHOR"] == "1":
     a = e["ANCHOR_DIR"]
     setup["targets"]["loopback"] = {
         "base": f"http://127.0.0.1:{e['ANCHOR_PORT']}", "pid": int(open(f"{a}/server.pid").read()),
+        "db": e["ANCHOR_DB"],
         "bad_token": open(f"{out}/bad-token.txt").read().strip(),
         "files": {"ids": f"{out}/anchor-ids.txt", "tokens": f"{out}/anchor-tokens.txt",
                   "words": f"{out}/words.txt", "creds": f"{out}/anchor-creds.tsv"},
