@@ -188,18 +188,22 @@ fn compare(authored: &Value, served: &Value) -> Vec<String> {
     out
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_served_spec_is_the_authored_spec() {
-    let app = spawn_app().await;
-    let served: Value = app
-        .client
+/// The spec the server serves at `/openapi.json`.
+async fn served_json(app: &crate::helpers::TestApp) -> Value {
+    app.client
         .get(format!("{}/openapi.json", app.address))
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_spec_is_the_authored_spec() {
+    let app = spawn_app().await;
+    let served = served_json(&app).await;
     let diff = compare(&authored_spec(), &served);
     assert!(
         diff.is_empty(),
@@ -212,15 +216,7 @@ async fn the_served_spec_is_the_authored_spec() {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_yaml_spec_endpoint_serves_the_same_spec() {
     let app = spawn_app().await;
-    let json: Value = app
-        .client
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let json = served_json(&app).await;
     let response = app
         .client
         .get(format!("{}/openapi.yaml", app.address))
