@@ -329,11 +329,11 @@ impl AuthApi {
     async fn signout(
         &self,
         state: Data<&SharedState>,
-        auth: BearerAuth,
+        mut auth: BearerAuth,
         body: JsonBody<RefreshTokenRequest>,
     ) -> Result<SignoutResponse, Errors<SignoutErrors>> {
         let hash = body.0.hash()?;
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         sessions::end_sessions(&mut conn, auth.user.id, auth.session_id, &hash).await?;
         Ok(SignoutResponse::Done)
     }
@@ -343,9 +343,9 @@ impl AuthApi {
     async fn signout_all(
         &self,
         state: Data<&SharedState>,
-        auth: BearerAuth,
+        mut auth: BearerAuth,
     ) -> Result<SignoutResponse, Errors<SignoutAllErrors>> {
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         sessions::end_all_sessions(&mut conn, auth.user.id).await?;
         Ok(SignoutResponse::Done)
     }

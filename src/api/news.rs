@@ -241,7 +241,7 @@ impl NewsApi {
     async fn list(
         &self,
         state: Data<&SharedState>,
-        _auth: BearerAuth,
+        mut auth: BearerAuth,
         /// Page size
         #[oai(
             default = "default_limit",
@@ -278,7 +278,7 @@ impl NewsApi {
             ascending: order == SortOrder::OldestFirst,
             after: after.map(|c| (c.date_created, c.id)),
         };
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         let mut rows = db_news::list_news(&mut conn, &filter, page).await?;
         let next_cursor = if rows.len() > limit as usize {
             rows.truncate(limit as usize);
@@ -306,7 +306,7 @@ impl NewsApi {
     async fn create(
         &self,
         state: Data<&SharedState>,
-        auth: BearerAuth,
+        mut auth: BearerAuth,
         body: JsonBody<NewsInput>,
     ) -> Result<CreateResponse, Errors<CreateErrors>> {
         let NewsInput {
@@ -325,7 +325,7 @@ impl NewsApi {
             author_id: auth.user.id,
             version: 1,
         };
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         let news = db_news::insert_news(&mut conn, &row).await?;
         let location = format!("/news/{}", news.id);
         let tag = entity_tag(news.version);
@@ -337,7 +337,7 @@ impl NewsApi {
     async fn count(
         &self,
         state: Data<&SharedState>,
-        _auth: BearerAuth,
+        mut auth: BearerAuth,
         /// Full-text search over title and body (web-search syntax, English stemming)
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
@@ -349,7 +349,7 @@ impl NewsApi {
         created_before: Query<Option<DateTime<Utc>>>,
     ) -> Result<CountResponse, Errors<ListErrors>> {
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0)?;
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         let count = db_news::count_news(&mut conn, &filter).await?;
         Ok(CountResponse::Ok(Json(NewsCount { count })))
     }
@@ -359,14 +359,14 @@ impl NewsApi {
     async fn get(
         &self,
         state: Data<&SharedState>,
-        _auth: BearerAuth,
+        mut auth: BearerAuth,
         /// The news item's id
         id: Path<Uuid>,
         /// Answer 304 if the news item still has one of these entity tags (RFC 9110)
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<GetResponse, Errors<GetErrors>> {
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         let news = db_news::find_news(&mut conn, id.0)
             .await?
             .ok_or(ApiError::NotFound("no news item with this id"))?;
@@ -410,7 +410,7 @@ impl NewsApi {
             date_created: draft.date_created.map(Timestamp::get),
             date_updated: Some(Timestamp::now().get()),
         };
-        write(&state, id.0, &auth, if_match.0.as_deref(), &changes).await
+        write(&state, id.0, auth, if_match.0.as_deref(), &changes).await
     }
 
     /// Change some fields of a news item
@@ -429,7 +429,7 @@ impl NewsApi {
         body: JsonBody<NewsPatch>,
     ) -> Result<WriteResponse, Errors<WriteErrors>> {
         let changes = patch_changes(body.0)?;
-        write(&state, id.0, &auth, if_match.0.as_deref(), &changes).await
+        write(&state, id.0, auth, if_match.0.as_deref(), &changes).await
     }
 
     /// Delete a news item
@@ -439,7 +439,7 @@ impl NewsApi {
     async fn delete(
         &self,
         state: Data<&SharedState>,
-        auth: BearerAuth,
+        mut auth: BearerAuth,
         /// The news item's id
         id: Path<Uuid>,
         /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
@@ -447,7 +447,7 @@ impl NewsApi {
         if_match: Header<Option<String>>,
     ) -> Result<DeleteResponse, Errors<DeleteErrors>> {
         let versions = expected_versions(if_match.0.as_deref());
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         let outcome =
             db_news::delete_news(&mut conn, id.0, writer(&auth.user), versions.as_deref()).await?;
         written(outcome)?;
@@ -463,7 +463,7 @@ impl NewsApi {
     async fn bulk_update(
         &self,
         state: Data<&SharedState>,
-        auth: BearerAuth,
+        mut auth: BearerAuth,
         /// Full-text search over title and body (web-search syntax, English stemming)
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
@@ -480,7 +480,7 @@ impl NewsApi {
         }
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0)?;
         let changes = patch_changes(body.0)?;
-        let mut conn = state.pool.get().await?;
+        let mut conn = auth.connection(&state.pool).await?;
         let count = db_news::update_matching(&mut conn, &filter, &changes).await?;
         Ok(CountResponse::Ok(Json(NewsCount {
             count: i64::try_from(count).unwrap_or(i64::MAX),
@@ -500,12 +500,12 @@ fn expected_versions(if_match: Option<&str>) -> Option<Vec<i64>> {
 async fn write(
     state: &SharedState,
     id: Uuid,
-    auth: &BearerAuth,
+    mut auth: BearerAuth,
     if_match: Option<&str>,
     changes: &NewsChanges,
 ) -> Result<WriteResponse, Errors<WriteErrors>> {
     let versions = expected_versions(if_match);
-    let mut conn = state.pool.get().await?;
+    let mut conn = auth.connection(&state.pool).await?;
     let outcome = db_news::update_news(
         &mut conn,
         id,

@@ -16,7 +16,7 @@ use poem_openapi::{
 use super::SharedState;
 use crate::{
     auth::TokenError,
-    db::{sessions::find_session_user, users::UserRow},
+    db::{DbConn, DbPool, sessions::find_session_user, users::UserRow},
     error::{ApiError, AuthFailure},
 };
 
@@ -24,12 +24,36 @@ use crate::{
 const SCHEME: &str = "BearerAuth";
 
 /// The signed-in user, as loaded for this request, and the session the token belongs to.
-#[derive(Debug)]
 pub struct BearerAuth {
     /// The user, with the role the database holds now.
     pub user: UserRow,
     /// The session (refresh-token family) of the access token.
     pub session_id: uuid::Uuid,
+    /// The connection the session check used, kept for the handler when the request has no body.
+    conn: Option<DbConn>,
+}
+
+impl BearerAuth {
+    /// A connection for the handler: the one the session check used if it was kept (one pool
+    /// checkout per request), else a fresh one.
+    ///
+    /// # Errors
+    /// No connection became free in time, or none could be opened (503).
+    pub async fn connection(&mut self, pool: &DbPool) -> Result<DbConn, ApiError> {
+        match self.conn.take() {
+            Some(conn) => Ok(conn),
+            None => Ok(pool.get().await?),
+        }
+    }
+}
+
+impl std::fmt::Debug for BearerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BearerAuth")
+            .field("user", &self.user)
+            .field("session_id", &self.session_id)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<'a> ApiExtractor<'a> for BearerAuth {
@@ -82,11 +106,24 @@ impl<'a> ApiExtractor<'a> for BearerAuth {
             .await
             .map_err(ApiError::from)?
             .ok_or_else(|| invalid("the token's session has ended or its user no longer exists"))?;
+        // The handler reuses the connection, unless a body is still to be read: a slow upload
+        // must not hold a connection the pool could lend to others.
         Ok(Self {
             user,
             session_id: claims.sid,
+            conn: (!has_body(req)).then_some(conn),
         })
     }
+}
+
+/// Whether the request announces a body (HTTP/1.1 has one only with `Content-Length` or
+/// `Transfer-Encoding`; HTTP/2 sends `Content-Length` when it has one).
+fn has_body(req: &Request) -> bool {
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|len| len.as_bytes() != b"0")
 }
 
 fn invalid(why: &'static str) -> ApiError {

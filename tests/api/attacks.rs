@@ -1039,3 +1039,59 @@ async fn hostile_news_ids_in_the_path_are_a_clean_4xx_and_change_nothing() {
     }
     assert_intact(&app, 1, 1).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// Slow clients
+
+/// A client that uploads a body slowly holds no database connection while it does: with a pool
+/// of one, another client's read is answered meanwhile, and the upload still succeeds once done.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_slow_upload_holds_no_database_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "1")]).await;
+    let (tokens, _) = issued(&app).await;
+    let token = access_token(&tokens);
+    let news = app
+        .create_news(
+            token,
+            &json!({"title": "Held", "body": "Not by a slow client"}),
+        )
+        .await;
+
+    let body = json!({"title": "Slow", "body": "Uploaded one half at a time"}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
+        .await
+        .unwrap();
+    let head = format!(
+        "POST /news HTTP/1.1\r\nHost: localhost\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.flush().await.unwrap();
+    // Let the server authenticate the upload and start waiting for the rest of its body.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+
+    let read = app
+        .authed(
+            Method::GET,
+            &format!("/news/{}", news["id"].as_str().unwrap()),
+            token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        read.status(),
+        200,
+        "the read waited for the upload's connection"
+    );
+
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 201"), "{answer}");
+    assert_eq!(news_rows(&app).await, 2);
+}
