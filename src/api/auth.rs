@@ -3,12 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, payload::Json, types::Email};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi, types::Email};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, AppState, BearerAuth, Errors, JsonBody, SharedState,
+    ApiTags, AppState, BearerAuth, Errors, Json, JsonBody, SharedState,
     body::{email, present},
     client_ip,
     errors::error_statuses,

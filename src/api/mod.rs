@@ -5,6 +5,7 @@
 mod auth;
 mod body;
 mod errors;
+mod json;
 mod news;
 mod security;
 mod service;
@@ -18,6 +19,7 @@ pub use self::{
     auth::AuthApi,
     body::{JsonBody, MAX_BODY_BYTES, close_request_bodies},
     errors::Errors,
+    json::Json,
     news::NewsApi,
     security::{BearerAuth, client_ip},
     service::ServiceApi,

@@ -5,13 +5,12 @@ use poem::web::Data;
 use poem_openapi::{
     ApiResponse, Enum, Object, OpenApi,
     param::{Header, Path, Query},
-    payload::Json,
 };
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, BearerAuth, Errors, JsonBody, SharedState, body::present, errors::error_statuses,
+    ApiTags, BearerAuth, Errors, Json, JsonBody, SharedState, body::present, errors::error_statuses,
 };
 use crate::{
     db::{

@@ -1,9 +1,9 @@
 //! Liveness and readiness probes for load balancers and orchestrators.
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi, payload::Json};
+use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::{ApiTags, Errors, SharedState, errors::error_statuses};
+use super::{ApiTags, Errors, Json, SharedState, errors::error_statuses};
 use crate::{db, error::ApiError};
 
 /// A probe's answer.
