@@ -21,7 +21,7 @@ pub use self::{
     errors::Errors,
     json::Json,
     news::NewsApi,
-    security::{BearerAuth, client_ip},
+    security::{BearerAuth, BearerToken, client_ip},
     service::ServiceApi,
     spec::complete_spec,
 };

@@ -10,13 +10,15 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, BearerAuth, Errors, Json, JsonBody, SharedState, body::present, errors::error_statuses,
+    ApiTags, BearerAuth, BearerToken, Errors, Json, JsonBody, SharedState, body::present,
+    errors::error_statuses,
 };
 use crate::{
     db::{
         news::{
             self as db_news, NewsChanges, NewsFilter, NewsRow, PageRequest, WriteOutcome, Writer,
         },
+        sessions::SessionRead,
         users::UserRow,
     },
     domain::{
@@ -358,17 +360,21 @@ impl NewsApi {
     async fn get(
         &self,
         state: Data<&SharedState>,
-        mut auth: BearerAuth,
+        auth: BearerToken,
         /// The news item's id
         id: Path<Uuid>,
         /// Answer 304 if the news item still has one of these entity tags (RFC 9110)
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<GetResponse, Errors<GetErrors>> {
-        let mut conn = auth.connection(&state.pool).await?;
-        let news = db_news::find_news(&mut conn, id.0)
-            .await?
-            .ok_or(ApiError::NotFound("no news item with this id"))?;
+        let mut conn = state.pool.get().await?;
+        let news = match db_news::find_news_in_session(&mut conn, id.0, auth.session).await? {
+            SessionRead::Found(news) => news,
+            SessionRead::Missing => {
+                return Err(ApiError::NotFound("no news item with this id").into());
+            }
+            SessionRead::Ended => return Err(BearerToken::ended().into()),
+        };
         let tag = entity_tag(news.version);
         let unchanged = if_none_match
             .0

@@ -16,7 +16,11 @@ use poem_openapi::{
 use super::SharedState;
 use crate::{
     auth::TokenError,
-    db::{DbConn, DbPool, sessions::find_session_user, users::UserRow},
+    db::{
+        DbConn, DbPool,
+        sessions::{SessionRef, find_session_user},
+        users::UserRow,
+    },
     error::{ApiError, AuthFailure},
 };
 
@@ -56,37 +60,24 @@ impl std::fmt::Debug for BearerAuth {
     }
 }
 
-impl<'a> ApiExtractor<'a> for BearerAuth {
-    const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+/// A bearer token whose signature and claims check out, before its session is looked at: for a
+/// handler that checks the session in the same statement as its read (one round trip instead of
+/// two). Its only content is the session, which the `db` functions that read for it take and check
+/// (`db::sessions::SessionRead`); any other handler takes [`BearerAuth`].
+#[derive(Debug)]
+pub struct BearerToken {
+    /// The session the token names, not yet known to be live.
+    pub session: SessionRef,
+}
 
-    type ParamType = ();
-    type ParamRawType = ();
-
-    fn register(registry: &mut Registry) {
-        registry.create_security_scheme(
-            SCHEME,
-            MetaSecurityScheme {
-                ty: "http",
-                description: Some("An access token from `POST /signin`."),
-                name: None,
-                key_in: None,
-                scheme: Some("bearer"),
-                bearer_format: Some("JWT"),
-                flows: None,
-                openid_connect_url: None,
-            },
-        );
+impl BearerToken {
+    /// The refusal of a token whose session has ended or whose user is gone.
+    #[must_use]
+    pub fn ended() -> ApiError {
+        invalid("the token's session has ended or its user no longer exists")
     }
 
-    fn security_schemes() -> Vec<&'static str> {
-        vec![SCHEME]
-    }
-
-    async fn from_request(
-        req: &'a Request,
-        _body: &mut RequestBody,
-        _param_opts: ExtractParamOptions<Self::ParamType>,
-    ) -> poem::Result<Self> {
+    fn verify(req: &Request) -> Result<(&SharedState, Self), ApiError> {
         let state = req
             .data::<SharedState>()
             .ok_or_else(|| ApiError::internal("application state missing"))?;
@@ -98,19 +89,78 @@ impl<'a> ApiExtractor<'a> for BearerAuth {
                 TokenError::Invalid => "the token is not valid",
             })
         })?;
+        let session = SessionRef {
+            user_id: claims.sub,
+            family_id: claims.sid,
+        };
+        Ok((state, Self { session }))
+    }
+}
+
+/// Both extractors are the spec's one `BearerAuth` scheme.
+macro_rules! bearer_scheme {
+    () => {
+        const TYPES: &'static [ApiExtractorType] = &[ApiExtractorType::SecurityScheme];
+
+        type ParamType = ();
+        type ParamRawType = ();
+
+        fn register(registry: &mut Registry) {
+            registry.create_security_scheme(
+                SCHEME,
+                MetaSecurityScheme {
+                    ty: "http",
+                    description: Some("An access token from `POST /signin`."),
+                    name: None,
+                    key_in: None,
+                    scheme: Some("bearer"),
+                    bearer_format: Some("JWT"),
+                    flows: None,
+                    openid_connect_url: None,
+                },
+            );
+        }
+
+        fn security_schemes() -> Vec<&'static str> {
+            vec![SCHEME]
+        }
+    };
+}
+
+impl<'a> ApiExtractor<'a> for BearerToken {
+    bearer_scheme!();
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        Ok(Self::verify(req)?.1)
+    }
+}
+
+impl<'a> ApiExtractor<'a> for BearerAuth {
+    bearer_scheme!();
+
+    async fn from_request(
+        req: &'a Request,
+        _body: &mut RequestBody,
+        _param_opts: ExtractParamOptions<Self::ParamType>,
+    ) -> poem::Result<Self> {
+        let (state, token) = BearerToken::verify(req)?;
         // One query: the user still exists and the session is neither revoked nor expired, so that
         // deleting a user or signing out takes effect at once. The role comes from the same row, so
         // a demotion does too.
         let mut conn = state.pool.get().await.map_err(ApiError::from)?;
-        let user = find_session_user(&mut conn, claims.sub, claims.sid)
+        let user = find_session_user(&mut conn, token.session)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(|| invalid("the token's session has ended or its user no longer exists"))?;
+            .ok_or_else(BearerToken::ended)?;
         // The handler reuses the connection, unless a body is still to be read: a slow upload
         // must not hold a connection the pool could lend to others.
         Ok(Self {
             user,
-            session_id: claims.sid,
+            session_id: token.session.family_id,
             conn: (!has_body(req)).then_some(conn),
         })
     }

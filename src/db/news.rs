@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::{
-    dsl::sql,
+    dsl::{exists, sql},
     expression::{AppearsOnTable, Expression, ValidGrouping},
     pg::Pg,
     prelude::*,
@@ -12,7 +12,10 @@ use diesel::{
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
-use super::schema::news;
+use super::{
+    schema::news,
+    sessions::{SessionRead, SessionRef, is_live, live_session},
+};
 
 /// A news item as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -195,20 +198,36 @@ pub async fn insert_news(conn: &mut AsyncPgConnection, row: &NewsRow) -> QueryRe
         .await
 }
 
-/// The news item with this id.
+/// The news item with this id, read in the same statement that checks the reader's session (one
+/// round trip for an authenticated read). When there is no such row, a second statement tells a
+/// live session (`Missing`) from an ended one.
 ///
 /// # Errors
-/// Database errors; an unknown id is `Ok(None)`.
-pub async fn find_news(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<NewsRow>> {
-    news::table
+/// Database errors.
+pub async fn find_news_in_session(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    session: SessionRef,
+) -> QueryResult<SessionRead<NewsRow>> {
+    let found = news::table
         .find(id)
-        .select(NewsRow::as_select())
-        .first(conn)
+        .select((exists(live_session(session)), NewsRow::as_select()))
+        .first::<(bool, NewsRow)>(conn)
         .await
-        .optional()
+        .optional()?;
+    Ok(match found {
+        Some((true, row)) => SessionRead::Found(row),
+        Some((false, _)) => SessionRead::Ended,
+        None if is_live(conn, session).await? => SessionRead::Missing,
+        None => SessionRead::Ended,
+    })
 }
 
 /// One page of the news that match `filter`, in `(date_created, id)` order.
+///
+/// The reader's session is checked by a statement of its own, not in this one as for a single
+/// item: searches are planned anew each time, and planning the extra subquery cost more (S3 -9 %)
+/// than the saved round trip bought (S2 +3 %, within noise).
 ///
 /// # Errors
 /// Database errors.

@@ -191,24 +191,62 @@ pub async fn end_all_sessions(conn: &mut AsyncPgConnection, user_id: Uuid) -> Qu
     .await
 }
 
-/// The user of a live session: the per-request check behind every bearer token, in one query over
-/// two primary keys. `None` when the user is gone or the session was revoked or has expired.
-///
-/// # Errors
-/// Database errors.
-pub async fn find_session_user(
-    conn: &mut AsyncPgConnection,
-    user_id: Uuid,
-    family_id: Uuid,
-) -> QueryResult<Option<UserRow>> {
+/// The session an access token names: its user and its refresh-token family.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionRef {
+    /// The user the token was issued to.
+    pub user_id: Uuid,
+    /// The session (refresh-token family).
+    pub family_id: Uuid,
+}
+
+/// A read made in the same statement as the check of the reader's session.
+#[derive(Debug)]
+pub enum SessionRead<T> {
+    /// The session is live and the row exists.
+    Found(T),
+    /// The session is live; there is no such row.
+    Missing,
+    /// The user is gone or the session was revoked or has expired: nothing was read.
+    Ended,
+}
+
+/// The session joined to its user, if the user exists and the session is neither revoked nor
+/// expired: the per-request check behind every bearer token, over two primary keys.
+#[diesel::dsl::auto_type(no_type_alias)]
+pub(super) fn live_session(session: SessionRef) -> _ {
+    let user_id: Uuid = session.user_id;
+    let family_id: Uuid = session.family_id;
     users::table
         .inner_join(refresh_families::table)
         .filter(users::id.eq(user_id))
         .filter(refresh_families::id.eq(family_id))
         .filter(refresh_families::revoked_at.is_null())
         .filter(refresh_families::expires_at.gt(now))
+}
+
+/// The user of a live session; `None` when the user is gone or the session was revoked or has
+/// expired.
+///
+/// # Errors
+/// Database errors.
+pub async fn find_session_user(
+    conn: &mut AsyncPgConnection,
+    session: SessionRef,
+) -> QueryResult<Option<UserRow>> {
+    live_session(session)
         .select(UserRow::as_select())
         .first(conn)
         .await
         .optional()
+}
+
+/// Whether the session is live.
+///
+/// # Errors
+/// Database errors.
+pub async fn is_live(conn: &mut AsyncPgConnection, session: SessionRef) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(live_session(session)))
+        .get_result(conn)
+        .await
 }

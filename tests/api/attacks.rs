@@ -88,6 +88,15 @@ async fn assert_refused(app: &TestApp, token: &str, case: &str) {
     assert_eq!(response.status(), 401, "{case}: POST /news");
     assert_invalid_token(response).await;
     assert_eq!(news_rows(app).await, news_before, "{case}: nothing written");
+
+    // A read of an id that does not exist is refused too, not answered 404.
+    let response = app
+        .authed(Method::GET, &format!("/news/{}", uuid::Uuid::nil()), token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401, "{case}: GET /news/{{id}}");
+    assert_invalid_token(response).await;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -338,6 +338,64 @@ async fn signing_out_ends_that_session_at_once_and_leaves_the_others_working() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn after_signing_out_no_news_can_be_read_whether_or_not_any_match() {
+    // Arrange: the item is another session's, which stays live
+    let app = spawn_app().await;
+    let laptop = signed_in(&app, ADA).await;
+    let phone = app.tokens(ADA, PASSWORD).await;
+    let news = app
+        .create_news(
+            access_token(&phone),
+            &json!({"title": "Kept", "body": "Still here"}),
+        )
+        .await;
+    let item = format!("/news/{}", news["id"].as_str().unwrap());
+    let missing = format!("/news/{}", uuid::Uuid::nil());
+    let page = "/news?limit=5";
+    let empty_page = format!("/news?author_id={}", uuid::Uuid::nil());
+    let read = |path: &str, tokens: &Value| app.authed(Method::GET, path, access_token(tokens));
+    assert_eq!(read(&item, &laptop).send().await.unwrap().status(), 200);
+    assert_eq!(read(&missing, &laptop).send().await.unwrap().status(), 404);
+    assert_eq!(read(page, &laptop).send().await.unwrap().status(), 200);
+    assert_eq!(
+        read(&empty_page, &laptop).send().await.unwrap().status(),
+        200
+    );
+
+    // Act
+    assert_eq!(
+        signout(&app, access_token(&laptop), refresh_token(&laptop))
+            .await
+            .status(),
+        204
+    );
+
+    // Assert
+    assert_invalid_token(read(&item, &laptop).send().await.unwrap()).await;
+    assert_invalid_token(read(&missing, &laptop).send().await.unwrap()).await;
+    assert_invalid_token(read(page, &laptop).send().await.unwrap()).await;
+    assert_invalid_token(read(&empty_page, &laptop).send().await.unwrap()).await;
+    assert_eq!(read(&item, &phone).send().await.unwrap().status(), 200);
+    assert_eq!(read(&missing, &phone).send().await.unwrap().status(), 404);
+    let listed: Value = read(page, &phone)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"][0]["id"], news["id"]);
+    let listed: Value = read(&empty_page, &phone)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(listed["items"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn signing_out_with_another_users_refresh_token_does_not_end_their_session() {
     // Arrange
     let app = spawn_app().await;
