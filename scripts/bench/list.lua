@@ -44,6 +44,18 @@ function request()
   return wrk.format("GET", "/news?limit=20", h)
 end
 
+-- The body's last field is next_cursor (~40 KB of items come first). A pattern match over the
+-- whole body cost wrk ~160 us of CPU per page, as much as the server spent answering it, on the
+-- same two cores; a plain search of the tail costs next to nothing.
+local KEY = '"next_cursor":"'
+local function next_cursor(body)
+  local at = body:find(KEY, math.max(1, #body - 512), true) or body:find(KEY, 1, true)
+  if not at then return nil end
+  local from = at + #KEY
+  local to = body:find('"', from, true)
+  return to and body:sub(from, to - 1)
+end
+
 if style ~= "skip" then
   function response(status, headers, body)
     -- Depths are matched to answers in order; with many connections per thread this pairs an
@@ -52,7 +64,7 @@ if style ~= "skip" then
     sent_depth[sent_head] = nil
     sent_head = sent_head + 1
     if status == 200 and depth < pages then
-      local cursor = body:match('"next_cursor"%s*:%s*"([^"]+)"')
+      local cursor = next_cursor(body)
       if cursor then
         tail = tail + 1
         queue[tail] = {cursor, depth + 1}
