@@ -207,7 +207,7 @@ pub enum SessionRead<T> {
     Found(T),
     /// The session is live; there is no such row.
     Missing,
-    /// The user is gone or the session was revoked or has expired: nothing was read.
+    /// The user is gone or the session was revoked or has expired: nothing is returned.
     Ended,
 }
 
