@@ -23,6 +23,14 @@ use crate::error::{ApiError, FieldError};
 /// to spare.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// Whether a media type is JSON: `application/json` or `application/<anything>+json`.
+pub(super) fn is_json(content_type: &str) -> bool {
+    content_type.parse::<mime::Mime>().is_ok_and(|mime| {
+        mime.type_() == mime::APPLICATION
+            && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
+    })
+}
+
 /// A JSON request body of type `T`.
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
@@ -31,10 +39,7 @@ impl<T: Type> Payload for JsonBody<T> {
     const CONTENT_TYPE: &'static str = "application/json";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type.parse::<mime::Mime>().is_ok_and(|mime| {
-            mime.type_() == mime::APPLICATION
-                && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
-        })
+        is_json(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {

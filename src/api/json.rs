@@ -23,10 +23,7 @@ impl<T: Type> Payload for Json<T> {
     const CONTENT_TYPE: &'static str = "application/json; charset=utf-8";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type.parse::<mime::Mime>().is_ok_and(|mime| {
-            mime.type_() == mime::APPLICATION
-                && (mime.subtype() == mime::JSON || mime.suffix() == Some(mime::JSON))
-        })
+        super::body::is_json(content_type)
     }
 
     fn schema_ref() -> MetaSchemaRef {
