@@ -2,10 +2,18 @@
 //! quarter of a second of CPU, which on the runtime would stall every other request.
 //!
 //! The work runs on a pool of its own rather than tokio's blocking pool: one thread per core, each
-//! at a lower scheduling priority (nice 10). bcrypt then uses the CPU that serving requests leaves
-//! idle: alone, sign-ins run at the machine's full bcrypt rate; during a sign-in storm, reads keep
-//! most of the CPU instead of sharing it evenly with a dozen hashing threads (tokio's blocking pool
-//! would start one per concurrent sign-in, at the same priority as everything else).
+//! under Linux's `SCHED_IDLE` policy. bcrypt then uses the CPU that serving requests leaves idle:
+//! alone, sign-ins run at the machine's full bcrypt rate; during a sign-in storm, reads keep the
+//! CPU instead of sharing it evenly with a dozen hashing threads (tokio's blocking pool would start
+//! one per concurrent sign-in, at the same priority as everything else).
+//!
+//! Why `SCHED_IDLE` and not a nice value: Linux shares CPU between groups of processes before it
+//! shares it between threads (a cgroup per systemd service; an autogroup per session otherwise),
+//! and PostgreSQL on the same host is in another group. A nice-10 thread still carries a tenth of
+//! a normal thread's weight into its group's claim on a core, and with hashing on both cores the
+//! kernel intermittently left PostgreSQL's backends waiting 0.1–0.4 s to run (measured with
+//! `sched_switch` tracing; BENCHMARKS.md, S7). A `SCHED_IDLE` thread's weight is a 340th of a
+//! normal one's, and those stalls went away.
 
 use std::{
     panic::AssertUnwindSafe,
@@ -97,17 +105,12 @@ impl PasswordHasher {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Threads for CPU-bound work, one per core, at a lower priority than the rest of the process.
-/// They end when the pool is dropped.
+/// Threads for CPU-bound work, one per core, at the lowest scheduling priority (see the module
+/// documentation). They end when the pool is dropped.
 #[derive(Debug)]
 struct HashPool {
     jobs: mpsc::Sender<Job>,
 }
-
-/// The niceness of the hashing threads: with the default weights of Linux's scheduler, a nice-10
-/// thread gets about a tenth of the CPU a nice-0 one does when both want it, and all of it when
-/// nothing else does.
-const HASHING_PRIORITY: u8 = 22; // thread-priority's cross-platform 0..=99 scale; 22 is nice 10
 
 impl HashPool {
     fn start() -> Self {
@@ -153,13 +156,18 @@ impl HashPool {
     }
 }
 
+/// `SCHED_IDLE` for the calling thread, or nice 19 where that policy is refused.
 fn lower_priority() {
-    let priority = thread_priority::ThreadPriorityValue::try_from(HASHING_PRIORITY)
-        .map(thread_priority::ThreadPriority::Crossplatform);
-    let lowered = priority
-        .map_err(|e| e.to_string())
-        .and_then(|p| thread_priority::set_current_thread_priority(p).map_err(|e| e.to_string()));
-    if let Err(err) = lowered {
+    use thread_priority::{
+        NormalThreadSchedulePolicy, ThreadPriority, ThreadSchedulePolicy,
+        set_current_thread_priority, unix,
+    };
+    let idle = unix::set_thread_priority_and_policy(
+        unix::thread_native_id(),
+        ThreadPriority::Min,
+        ThreadSchedulePolicy::Normal(NormalThreadSchedulePolicy::Idle),
+    );
+    if let Err(err) = idle.or_else(|_| set_current_thread_priority(ThreadPriority::Min)) {
         // Still correct, only less kind to other requests under a sign-in storm.
         tracing::warn!(error = %err, "cannot lower the priority of a password hashing thread");
     }
@@ -193,17 +201,19 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn hashing_threads_run_at_nice_10() {
+    async fn hashing_threads_run_under_sched_idle() {
         let hasher = PasswordHasher::new(4);
-        let nice = hasher
+        let stat = hasher
             .pool
             .run(|| std::fs::read_to_string("/proc/thread-self/stat"))
             .await
             .unwrap()
             .unwrap();
-        // Field 19 of /proc/<tid>/stat is the niceness; the name in field 2 has no spaces here.
-        let nice: i32 = nice.split_whitespace().nth(18).unwrap().parse().unwrap();
-        assert_eq!(nice, 10);
+        // Field 41 of /proc/<tid>/stat is the scheduling policy; the name in field 2 has no
+        // spaces here.
+        let policy: i32 = stat.split_whitespace().nth(40).unwrap().parse().unwrap();
+        const SCHED_IDLE: i32 = 5;
+        assert_eq!(policy, SCHED_IDLE);
     }
 
     #[tokio::test]
