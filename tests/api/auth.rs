@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     PASSWORD, TestApp, assert_no_internals, assert_problem, claims_of, db_count, db_execute,
-    error_fields, sign_token, spawn_app, users,
+    error_fields, json_of, sign_token, spawn_app, users,
 };
 
 /// Distinct characters of two bytes each in UTF-8 (and unchanged by NFKC): a password made of
@@ -290,18 +290,12 @@ async fn signin_compares_the_email_case_insensitively() {
     // Assert
     assert_eq!(response.status(), 200);
     let token: Value = response.json().await.unwrap();
-    let me: Value = app
-        .authed(
-            Method::GET,
-            "/whoami",
-            token["access_token"].as_str().unwrap(),
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me: Value = json_of(app.authed(
+        Method::GET,
+        "/whoami",
+        token["access_token"].as_str().unwrap(),
+    ))
+    .await;
     assert_eq!(me["id"], id.as_str());
 }
 

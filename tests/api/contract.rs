@@ -21,7 +21,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::helpers::spawn_app;
+use crate::helpers::{TestApp, json_of, spawn_app};
 
 const DOC_KEYS: &[&str] = &["description", "summary", "example", "examples", "title"];
 /// Keys whose object value maps names (of paths, properties, statuses…) to things.
@@ -189,15 +189,8 @@ fn compare(authored: &Value, served: &Value) -> Vec<String> {
 }
 
 /// The spec the server serves at `/openapi.json`.
-async fn served_json(app: &crate::helpers::TestApp) -> Value {
-    app.client
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+async fn served_json(app: &TestApp) -> Value {
+    json_of(app.client.get(format!("{}/openapi.json", app.address))).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -270,6 +270,11 @@ impl TestApp {
     }
 }
 
+/// Sends `request` and returns its body as JSON, whatever the status.
+pub async fn json_of(request: RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 /// Asserts a response is problem+json with `status`, and returns its body.
 pub async fn assert_problem(response: Response, status: u16) -> Value {
     assert_eq!(response.status().as_u16(), status, "status");

@@ -6,7 +6,7 @@ use chrono::{DateTime, SecondsFormat, TimeDelta, Utc};
 use reqwest::{Method, Response, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, db_count, db_text, spawn_app};
+use crate::helpers::{TestApp, assert_problem, db_count, db_text, json_of, spawn_app};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -192,18 +192,12 @@ async fn creating_news_with_a_date_created_echoes_it_to_the_microsecond() {
             &json!({"title": "Dated", "body": "Text", "date_created": given}),
         )
         .await;
-    let fetched: Value = app
-        .authed(
-            Method::GET,
-            &format!("/news/{}", created["id"].as_str().unwrap()),
-            &token,
-        )
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = json_of(app.authed(
+        Method::GET,
+        &format!("/news/{}", created["id"].as_str().unwrap()),
+        &token,
+    ))
+    .await;
 
     // Assert
     let expected = parse_instant(&json!(given));
@@ -1164,14 +1158,7 @@ async fn patching_news_changes_only_the_given_fields() {
         parse_instant(&news["date_created"])
     );
     assert!(parse_instant(&patched["date_updated"]) > parse_instant(&news["date_updated"]));
-    let fetched: Value = app
-        .authed(Method::GET, &format!("/news/{id}"), &token)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let fetched: Value = json_of(app.authed(Method::GET, &format!("/news/{id}"), &token)).await;
     assert_eq!(fetched, patched);
 }
 

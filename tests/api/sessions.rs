@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     PASSWORD, TestApp, access_token, assert_invalid_token, assert_problem, claims_of, db_count,
-    refresh_token, spawn_app, spawn_app_with,
+    json_of, refresh_token, spawn_app, spawn_app_with,
 };
 
 const ADA: &str = "ada@example.com";
@@ -377,21 +377,9 @@ async fn after_signing_out_no_news_can_be_read_whether_or_not_any_match() {
     assert_invalid_token(read(&empty_page, &laptop).send().await.unwrap()).await;
     assert_eq!(read(&item, &phone).send().await.unwrap().status(), 200);
     assert_eq!(read(&missing, &phone).send().await.unwrap().status(), 404);
-    let listed: Value = read(page, &phone)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(read(page, &phone)).await;
     assert_eq!(listed["items"][0]["id"], news["id"]);
-    let listed: Value = read(&empty_page, &phone)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = json_of(read(&empty_page, &phone)).await;
     assert_eq!(listed["items"], json!([]));
 }
 
