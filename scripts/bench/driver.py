@@ -31,6 +31,8 @@ import urllib.request
 HZ = os.sysconf("SC_CLK_TCK")
 NCPU = os.cpu_count() or 1
 HERE = os.path.dirname(os.path.abspath(__file__))
+# The wrk scripts, and the pgbench script of P64x2.
+SCENARIO_DIR = os.path.join(HERE, "scenarios")
 
 
 def env_int(name, default):
@@ -224,17 +226,18 @@ def quiet_gate(exclude_pids):
 
 
 def wrk(base, script, conns, dur, env, out_json, latency=True):
-    """Runs wrk for `dur` seconds with a script of this directory; returns its JSON summary."""
+    """Runs wrk for `dur` seconds with a script of scenarios/; returns its JSON summary."""
     assert base.startswith("http://127.0.0.1:"), "loopback targets only"
     if os.path.exists(out_json):
         os.remove(out_json)
     threads = min(env_int("THREADS", 2), conns)
     cmd = ["wrk", f"-t{threads}", f"-c{conns}", f"-d{dur}s",
-           "--timeout", os.environ.get("WRK_TIMEOUT", "30s"), "-s", os.path.join(HERE, script)]
+           "--timeout", os.environ.get("WRK_TIMEOUT", "30s"),
+           "-s", os.path.join(SCENARIO_DIR, script)]
     if latency:
         cmd.append("--latency")
     cmd.append(base)
-    full_env = dict(os.environ, BENCH_LUA_DIR=HERE, OUT=out_json, **env)
+    full_env = dict(os.environ, BENCH_LUA_DIR=SCENARIO_DIR, OUT=out_json, **env)
     with open(out_json + ".txt", "w") as log:
         subprocess.run(cmd, env=full_env, stdout=log, stderr=subprocess.STDOUT, check=True,
                        timeout=dur + 120)
@@ -279,7 +282,7 @@ def pgbench(setup, clients, dur, out_txt, script=None):
 # Targets: "newsapi" (production bcrypt cost), "newsapi_c10" (a second server of the same binary
 # with BCRYPT_COST=10, same database; sign-in only), "loopback" (the anchor).
 SCENARIOS = [
-    ("S1", "GET /news/{id}, token, random ids", "read_one.lua", None, ["newsapi", "loopback"]),
+    ("S1", "GET /news/{id}, token, random ids", "read-one.lua", None, ["newsapi", "loopback"]),
     ("S2", "GET /news?limit=20, following next_cursor (5 pages)", "list.lua", None,
      ["newsapi", "loopback"]),
     ("S3", "GET /news?q=<word>&limit=20 (100k rows)", "search.lua", None, ["newsapi", "loopback"]),
@@ -288,9 +291,9 @@ SCENARIOS = [
     ("S4", "POST /news (~1.5 KB body)", "create.lua", None, ["newsapi", "loopback"]),
     ("S5", "POST /signin, valid credentials", "signin.lua", "signin",
      ["newsapi", "newsapi_c10", "loopback"]),
-    ("S6", "GET /news/{id}, bad token (401)", "read_one.lua", None, ["newsapi", "loopback"]),
-    ("S7a", "S1 at 16 connections, alone", "read_one.lua", "signin", ["newsapi", "loopback"]),
-    ("S7b", "S1 at 16 connections, during S5 (16 conns)", "read_one.lua", "signin",
+    ("S6", "GET /news/{id}, bad token (401)", "read-one.lua", None, ["newsapi", "loopback"]),
+    ("S7a", "S1 at 16 connections, alone", "read-one.lua", "signin", ["newsapi", "loopback"]),
+    ("S7b", "S1 at 16 connections, during S5 (16 conns)", "read-one.lua", "signin",
      ["newsapi", "loopback"]),
     ("S8", "mixed: 60% one, 30% list, 10% create", "mixed.lua", None, ["newsapi", "loopback"]),
 ]
@@ -414,7 +417,7 @@ def pgbench_runs(setup, rnd, resdir):
     conns, sconns = env_int("CONNS", 64), env_int("SIGNIN_CONNS", 16)
     servers = [x["pid"] for x in setup["targets"].values() if x.get("pid")]
     out = []
-    two = os.path.join(HERE, "pgbench-two-selects.sql")
+    two = os.path.join(SCENARIO_DIR, "pgbench-two-selects.sql")
     for name, clients, script, label in [
         ("P64", conns, None, f"pgbench -S -M prepared, {conns} clients"),
         ("P64x2", conns, two, f"pgbench, 2 SELECTs per transaction, {conns} clients"),

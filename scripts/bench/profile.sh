@@ -38,19 +38,19 @@ python3 "$BENCH/accounts.py" --base "http://127.0.0.1:$PROFILE_PORT" --style new
 python3 "$BENCH/bad-token.py" >"$PDIR/bad-token.txt"
 "${PSQL[@]}" -d "$BENCH_DB" -Atc "COPY (SELECT id FROM news ORDER BY id LIMIT 20000) TO STDOUT" >"$PDIR/ids.txt"
 case $SCEN in
-    S1) script=read_one.lua ;;
+    S1) script=read-one.lua ;;
     S2) script=list.lua ;;
     S4) script=create.lua ;;
-    S6) script=read_one.lua; export BAD_TOKEN; BAD_TOKEN=$(cat "$PDIR/bad-token.txt") ;;
+    S6) script=read-one.lua; export BAD_TOKEN; BAD_TOKEN=$(cat "$PDIR/bad-token.txt") ;;
     *) die "unknown scenario $SCEN" ;;
 esac
-export BENCH_LUA_DIR=$BENCH IDS_FILE=$PDIR/ids.txt TOKENS_FILE=$PDIR/tokens.txt OUT=$PDIR/wrk.json
+export BENCH_LUA_DIR=$BENCH/scenarios IDS_FILE=$PDIR/ids.txt TOKENS_FILE=$PDIR/tokens.txt OUT=$PDIR/wrk.json
 rm -f "$PDIR/wrk.json"
 # Warm up uninstrumented (pool connections, prepared statements), then count.
-wrk -t1 -c"${PROFILE_CONNS:-4}" -d5s -s "$BENCH/$script" "http://127.0.0.1:$PROFILE_PORT" >/dev/null
+wrk -t1 -c"${PROFILE_CONNS:-4}" -d5s -s "$BENCH/scenarios/$script" "http://127.0.0.1:$PROFILE_PORT" >/dev/null
 rm -f "$PDIR/wrk.json"
 callgrind_control --zero "$VPID" >/dev/null
-wrk -t1 -c"${PROFILE_CONNS:-4}" -d"${PROFILE_DUR:-30}s" -s "$BENCH/$script" "http://127.0.0.1:$PROFILE_PORT" >"$PDIR/wrk.txt"
+wrk -t1 -c"${PROFILE_CONNS:-4}" -d"${PROFILE_DUR:-30}s" -s "$BENCH/scenarios/$script" "http://127.0.0.1:$PROFILE_PORT" >"$PDIR/wrk.txt"
 callgrind_control --dump=measured "$VPID" >/dev/null
 kill "$VPID"
 wait "$VPID" || true

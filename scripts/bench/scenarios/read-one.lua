@@ -4,7 +4,7 @@
 --   BAD_TOKEN    if set, send this token instead (S6: a well-formed JWT with a wrong signature)
 --   PREFIX       path before the id: /news/ (default) or /news-models/
 --   OUT          file the JSON summary line is appended to
-package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local prefix = os.getenv("PREFIX") or "/news/"
 local bad = os.getenv("BAD_TOKEN")

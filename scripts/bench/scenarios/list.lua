@@ -7,7 +7,7 @@
 -- wrk asks each thread for requests without saying which connection they go to, so a walk is
 -- per thread rather than per connection: every page answered queues its next_cursor, and the
 -- next request takes a queued cursor if there is one, else starts a new walk at the first page.
-package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local pages = tonumber(os.getenv("PAGES") or "5")
 local style = os.getenv("STYLE") or "cursor"

@@ -1,10 +1,10 @@
 -- S8: 90 % reads, 10 % writes. Reads are two thirds GET one item by a random id and one third
 -- the first page of the list; writes are POST of a realistic news item.
---   IDS_FILE, TOKENS_FILE  as for read_one.lua
+--   IDS_FILE, TOKENS_FILE  as for read-one.lua
 --   WRITE_PCT              share of writes in percent (default 10)
 --   STYLE                  newsapi (default) or loopback (paths /news-models…)
 --   OUT                    file the JSON summary line is appended to
-package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local write_pct = tonumber(os.getenv("WRITE_PCT") or "10")
 local loopback = (os.getenv("STYLE") or "newsapi") == "loopback"

@@ -3,7 +3,7 @@
 --   TOKENS_FILE  access tokens, one a line
 --   PATH_CREATE  /news (default) or /news-models (LoopBack anchor; it gets date_created too)
 --   OUT          file the JSON summary line is appended to
-package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local path = os.getenv("PATH_CREATE") or "/news"
 local tokens

@@ -1,7 +1,7 @@
 -- S5: POST /signin with valid credentials, a random account of CREDS_FILE each time.
 --   CREDS_FILE  "email<TAB>password", one account a line
 --   OUT         file the JSON summary line is appended to
-package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local bodies = {}
 

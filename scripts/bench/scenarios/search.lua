@@ -4,7 +4,7 @@
 --   STYLE        fts (newsapi, default) or ilike (LoopBack anchor: no full-text search, so a
 --                filter {"where":{"or":[{"title":{"ilike":"%w%"}},{"body":{"ilike":"%w%"}}]},"limit":20})
 --   OUT          file the JSON summary line is appended to
-package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 local lib = require("lib")
 local style = os.getenv("STYLE") or "fts"
 local tokens, words

@@ -1,7 +1,7 @@
--- Shared helpers for the wrk scripts in scripts/bench/ (wrk 4 embeds LuaJIT).
+-- Shared helpers for the wrk scripts in scripts/bench/scenarios/ (wrk 4 embeds LuaJIT).
 --
 -- Each scenario script starts with
---   package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench") .. "/?.lua;" .. package.path
+--   package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.lua;" .. package.path
 --   local lib = require("lib")
 -- and ends with `done = lib.done`, which appends one JSON line to $OUT (or prints it).
 local M = {}
