@@ -20,8 +20,11 @@ import sys
 import time
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import driver  # noqa: E402
+BENCH = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(BENCH, "driver"))
+from run import one_run  # noqa: E402
+from sample import env_int  # noqa: E402
+from scenarios import SCENARIOS  # noqa: E402
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 OUT = os.path.join(ROOT, "target", "bench")
@@ -71,7 +74,7 @@ def main():
     args = ap.parse_args()
     configs = [parse_config(c) for c in args.config]
     port = int(os.environ.get("KNOBS_PORT", "3186"))
-    rounds = driver.env_int("ROUNDS", 3)
+    rounds = env_int("ROUNDS", 3)
     kdir = os.path.join(OUT, "knobs")
     os.makedirs(kdir, exist_ok=True)
 
@@ -80,7 +83,7 @@ def main():
     with open(os.path.join(kdir, "server.log"), "a") as log:
         p = start(configs[0][1], port, {"BCRYPT_COST": "4"}, log)
         try:
-            subprocess.run([sys.executable, os.path.join(driver.HERE, "accounts.py"), "--base",
+            subprocess.run([sys.executable, os.path.join(BENCH, "accounts.py"), "--base",
                             f"http://127.0.0.1:{port}", "--style", "newsapi", "--prefix",
                             f"knobs-{int(time.time())}-", "--count", "8", "--creds",
                             os.path.join(kdir, "creds.tsv"), "--tokens",
@@ -104,13 +107,13 @@ def main():
     runs = []
     for rnd in range(1, rounds + 1):
         for scen_name in args.scenario:
-            scen = next(s for s in driver.SCENARIOS if s[0] == scen_name)
+            scen = next(s for s in SCENARIOS if s[0] == scen_name)
             for name, bin_path, env in configs:
                 with open(os.path.join(kdir, f"{name}.log"), "a") as log:
                     p = start(bin_path, port, env, log)
                     setup["targets"]["newsapi"]["pid"] = p.pid
                     try:
-                        r = driver.one_run(setup, "newsapi", scen, rnd, kdir)
+                        r = one_run(setup, "newsapi", scen, rnd, kdir)
                     finally:
                         stop(p)
                 r["config"] = name
@@ -147,7 +150,7 @@ def main():
     out = os.path.join(OUT, f"knobs-{time.strftime('%Y%m%dT%H%M%S')}.json")
     with open(out, "w") as f:
         json.dump({"configs": args.config, "scenarios": args.scenario, "rounds": rounds,
-                   "dur_s": driver.env_int("DUR", 10), "summary": summary, "runs": runs}, f,
+                   "dur_s": env_int("DUR", 10), "summary": summary, "runs": runs}, f,
                   indent=1)
     print(f"written {out}")
 

@@ -13,7 +13,7 @@
 #   REUSE_SEED=1                           keep an already seeded benchmark database
 #   SKIP_BUILD=1                           use target/release/newsapi as it is
 #   SIGNERS (16)                           accounts created through POST /signup
-# and those of driver.py (DUR, WARM, ROUNDS, CONNS, SIGNIN_CONNS, QUIET_LIMIT, QUIET_MAX, ONLY, …).
+# and those of driver/run.py (DUR, WARM, ROUNDS, CONNS, SIGNIN_CONNS, QUIET_LIMIT, QUIET_MAX, ONLY, …).
 
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -173,7 +173,7 @@ start_newsapi() {
     die "$name did not become ready in 30 s; see $OUT/$name.log"
 }
 
-# The servers' settings: exported, so that the timed starts in driver.py use the same ones. The
+# The servers' settings: exported, so that the driver's timed starts use the same ones. The
 # JWT secret is made for this run and written nowhere.
 server_env() {
     export JWT_SECRET
@@ -197,7 +197,7 @@ newsapi_accounts() {
         "http://127.0.0.1:$NEWSAPI_PORT/news/$id") == 401 ]] || die "the bad token was not refused"
 }
 
-# write_setup: describes everything driver.py needs (no secrets) in $OUT/setup.json.
+# write_setup: describes everything the driver needs (no secrets) in $OUT/setup.json.
 write_setup() {
     OUT=$OUT BIN=$BIN BENCH_DB=$BENCH_DB PGBENCH_DB=$PGBENCH_DB DB_HOST=$DB_HOST DB_PORT=$DB_PORT \
         DB_USER=$DB_USER NEWSAPI_PORT=$NEWSAPI_PORT NEWSAPI_C10_PORT=$NEWSAPI_C10_PORT \
@@ -311,5 +311,5 @@ prepare_newsapi() {
 run_driver() {
     write_setup
     log "running the scenarios (DUR=${DUR:-10} s, WARM=${WARM:-3} s, ROUNDS=${ROUNDS:-1})"
-    python3 "$BENCH/driver.py" run --setup "$OUT/setup.json" --out "$OUT/$1"
+    python3 "$BENCH/driver/run.py" run --setup "$OUT/setup.json" --out "$OUT/$1"
 }

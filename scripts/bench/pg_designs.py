@@ -22,18 +22,18 @@ import subprocess
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import driver  # noqa: E402
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "driver"))
+from sample import Sampler, env_int  # noqa: E402
 
-HERE = driver.HERE
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 OUT = os.path.join(ROOT, "target", "bench", "pg-designs")
 PG = ["-h", os.environ["DB_HOST"], "-p", os.environ["DB_PORT"], "-U", os.environ["DB_USER"]]
 DB = os.environ["DESIGN_DB"]
-DUR = driver.env_int("DUR", 10)
-WARM = driver.env_int("WARM", 3)
-ROUNDS = driver.env_int("ROUNDS", 3)
-CONNS = driver.env_int("CONNS", 64)
+DUR = env_int("DUR", 10)
+WARM = env_int("WARM", 3)
+ROUNDS = env_int("ROUNDS", 3)
+CONNS = env_int("CONNS", 64)
 
 
 def psql(sql):
@@ -54,7 +54,7 @@ def pgbench(name, scripts, mode, dur, log):
     if log:
         cmd += ["-l", "--log-prefix", prefix]
     cmd.append(DB)
-    s = driver.Sampler(0).start()
+    s = Sampler(0).start()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=dur + 300)
     cpu = s.stop()["cpu_pct_of_one_core"]
     if r.returncode != 0:

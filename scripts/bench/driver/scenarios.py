@@ -1,0 +1,48 @@
+"""The scenarios: what each sends (its wrk script and the environment that script reads), at how
+many connections, against which targets."""
+
+# name, label, script, connections (None: CONNS; "signin": SIGNIN_CONNS; or a number), which
+# targets run it.
+# Targets: "newsapi" (production bcrypt cost), "newsapi_c10" (a second server of the same binary
+# with BCRYPT_COST=10, same database; sign-in only), "loopback" (the anchor).
+SCENARIOS = [
+    ("S1", "GET /news/{id}, token, random ids", "read-one.lua", None, ["newsapi", "loopback"]),
+    ("S2", "GET /news?limit=20, following next_cursor (5 pages)", "list.lua", None,
+     ["newsapi", "loopback"]),
+    ("S3", "GET /news?q=<word>&limit=20 (100k rows)", "search.lua", None, ["newsapi", "loopback"]),
+    ("S3c4", "S3 at 4 connections (a search's own latency, little queueing)", "search.lua", 4,
+     ["newsapi"]),
+    ("S4", "POST /news (~1.5 KB body)", "create.lua", None, ["newsapi", "loopback"]),
+    ("S5", "POST /signin, valid credentials", "signin.lua", "signin",
+     ["newsapi", "newsapi_c10", "loopback"]),
+    ("S6", "GET /news/{id}, bad token (401)", "read-one.lua", None, ["newsapi", "loopback"]),
+    ("S7a", "S1 at 16 connections, alone", "read-one.lua", "signin", ["newsapi", "loopback"]),
+    ("S7b", "S1 at 16 connections, during S5 (16 conns)", "read-one.lua", "signin",
+     ["newsapi", "loopback"]),
+    ("S8", "mixed: 60% one, 30% list, 10% create", "mixed.lua", None, ["newsapi", "loopback"]),
+]
+EXPECT_NON2XX = {"S6"}
+
+
+def lua_env(setup, target, scenario):
+    t = setup["targets"][target]
+    files = t["files"]
+    loop = target == "loopback"
+    env = {}
+    if scenario in ("S1", "S6", "S7a", "S7b", "S8"):
+        env.update(IDS_FILE=files["ids"], TOKENS_FILE=files["tokens"],
+                   PREFIX="/news-models/" if loop else "/news/")
+    if scenario == "S6":
+        env["BAD_TOKEN"] = t["bad_token"]
+    if scenario == "S2":
+        env.update(TOKENS_FILE=files["tokens"], STYLE="skip" if loop else "cursor", PAGES="5")
+    if scenario in ("S3", "S3c4"):
+        env.update(TOKENS_FILE=files["tokens"], WORDS_FILE=files["words"],
+                   STYLE="ilike" if loop else "fts")
+    if scenario == "S4":
+        env.update(TOKENS_FILE=files["tokens"], PATH_CREATE="/news-models" if loop else "/news")
+    if scenario == "S5":
+        env["CREDS_FILE"] = files["creds"]
+    if scenario == "S8":
+        env["STYLE"] = "loopback" if loop else "newsapi"
+    return env
