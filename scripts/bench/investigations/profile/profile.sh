@@ -3,13 +3,14 @@
 # `valgrind --tool=callgrind` (which counts instructions, so the figures hold on a busy machine),
 # drives one scenario through it at low concurrency, and prints the functions by inclusive cost.
 #
-#   bash scripts/bench/profile.sh [SCENARIO]     SCENARIO: S1 (default), S2, S4 or S6
+#   bash scripts/bench/investigations/profile/profile.sh [SCENARIO]   S1 (default), S2, S4 or S6
 #
 # Needs the seeded benchmark database of `make bench` (it is reused as it is; the accounts made
 # here sign up at BCRYPT_COST=4, sign-in is not what is profiled). Output: target/bench/profile/.
 # Settings: PROFILE_DUR (30 s of load), PROFILE_CONNS (4), BIN_OVERRIDE (another binary),
 # SERVER_LD_PRELOAD (e.g. another allocator), PROFILE_TAG (a name for the output directory).
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source=scripts/bench/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../lib.sh"
 SCEN=${1:-S1}
 PDIR=$OUT/profile${PROFILE_TAG:+-$PROFILE_TAG}
 PROFILE_PORT=$((PORT + 5))

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """PostgreSQL alone, with the statements the server sends and with the ones it could send
 instead: how far each design could go on this machine, whatever the Rust side costs. Runs
-pgbench (per-transaction log, for percentiles) with the scripts in scripts/bench/pgbench/,
+pgbench (per-transaction log, for percentiles) with the scripts in pgbench/ beside this file,
 variants interleaved round by round; prints medians. Called by pg-designs.sh.
 
 Experiments:
@@ -23,10 +23,11 @@ import sys
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, os.path.join(HERE, "driver"))
+BENCH = os.path.abspath(os.path.join(HERE, "..", ".."))  # scripts/bench
+sys.path.insert(0, os.path.join(BENCH, "driver"))
 from sample import Sampler, env_int  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+ROOT = os.path.abspath(os.path.join(BENCH, "..", ".."))
 OUT = os.path.join(ROOT, "target", "bench", "pg-designs")
 PG = ["-h", os.environ["DB_HOST"], "-p", os.environ["DB_PORT"], "-U", os.environ["DB_USER"]]
 DB = os.environ["DESIGN_DB"]

@@ -2,7 +2,7 @@
 """How long a thread that only sleeps 1 ms at a time is kept from running: the gaps between its
 wake-ups, for DURATION seconds (default 10). Run it idle and beside a load to see whether the
 machine (guest scheduler or hypervisor) stalls a runnable thread.
-  python3 scripts/bench/hiccup.py [DURATION]"""
+  python3 scripts/bench/investigations/scheduling/hiccup.py [DURATION]"""
 import sys
 import time
 

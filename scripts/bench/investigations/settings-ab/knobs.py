@@ -20,13 +20,13 @@ import sys
 import time
 import urllib.request
 
-BENCH = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))  # scripts/bench
 sys.path.insert(0, os.path.join(BENCH, "driver"))
 from run import one_run  # noqa: E402
 from sample import env_int  # noqa: E402
 from scenarios import SCENARIOS  # noqa: E402
 
-ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+ROOT = os.path.abspath(os.path.join(BENCH, "..", ".."))
 OUT = os.path.join(ROOT, "target", "bench")
 
 

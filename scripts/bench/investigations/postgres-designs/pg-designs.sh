@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # PostgreSQL's own ceiling for the statements the server sends, and for the alternatives
-# suggested in BENCHMARKS.md (see pg_designs.py). Works on a copy of the seeded benchmark
+# suggested in BENCHMARKS.md (see pg-designs.py). Works on a copy of the seeded benchmark
 # database (newsapi_bench_designs), which it may change (an extra expression index, index options);
 # the copy is dropped at the end unless KEEP_DESIGN_DB=1. Needs `make bench` to have run, and no
 # server connected to newsapi_bench (the copy is made with CREATE DATABASE … TEMPLATE).
+#   bash scripts/bench/investigations/postgres-designs/pg-designs.sh
 #   ROUNDS (3) DUR (10) WARM (3) CONNS (64) ONLY (S1,S4,S3)
-source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/bench/lib.sh
+source "$HERE/../../lib.sh"
 ensure_tools
 ensure_postgres
 "${PSQL[@]}" -d "$BENCH_DB" -Atc "SELECT count(*) FROM bench.news_text" >/dev/null 2>&1 || die "run make bench first"
@@ -26,5 +29,5 @@ SQL
 "${PSQL[@]}" -d "$DESIGN_DB" -Atc "SELECT 1 FROM information_schema.columns WHERE table_name = 'news' AND column_name = 'search'" |
     grep -q 1 || die "news has no stored search column: these experiments expect the migrations of 92b16e4 or later"
 export DESIGN_DB DB_HOST DB_PORT DB_USER
-python3 "$BENCH/pg_designs.py"
+python3 "$HERE/pg-designs.py"
 [[ ${KEEP_DESIGN_DB:-0} == 1 ]] || "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $DESIGN_DB WITH (FORCE)"
