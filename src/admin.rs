@@ -1,18 +1,13 @@
 //! Administrative commands: `newsapi create-admin --email E` (password on standard input, never on
 //! the command line, where other users of the machine could read it) and `newsapi promote E`.
 
-use diesel::prelude::*;
-use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use uuid::Uuid;
 
 use crate::{
     auth::PasswordHasher,
     config::Config,
-    db::{
-        self,
-        schema::users,
-        users::{UserRow, insert_user, lower},
-    },
+    db::{self, users},
     domain::{Email, NewUser, Role},
 };
 
@@ -64,19 +59,19 @@ pub async fn create_admin(
                 .join("; "),
         )
     })?;
+    let NewUser {
+        email,
+        password,
+        name,
+    } = new_user;
     let hash = PasswordHasher::new(config.bcrypt_cost)
-        .hash(new_user.password)
+        .hash(password)
         .await?;
-    let row = UserRow::new_account(&new_user.email, new_user.name, Role::Admin);
     let mut conn = connect(config).await?;
-    match insert_user(&mut conn, &row, &hash).await {
-        Ok(user) => Ok(user.id),
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Err(AdminError::Exists(row.email)),
-        Err(err) => Err(err.into()),
-    }
+    let user = users::insert_user(&mut conn, &email, name.as_ref(), Role::Admin, &hash)
+        .await?
+        .ok_or_else(|| AdminError::Exists(email.as_str().to_string()))?;
+    Ok(user.id)
 }
 
 /// Gives an existing account the role `admin`.
@@ -87,13 +82,9 @@ pub async fn promote(config: &Config, email: &str) -> Result<(), AdminError> {
     let email =
         Email::parse(email).map_err(|i| AdminError::Invalid(format!("email {}", i.message)))?;
     let mut conn = connect(config).await?;
-    let changed =
-        diesel::update(users::table.filter(lower(users::email).eq(lower(email.as_str()))))
-            .set(users::role.eq(Role::Admin.as_str()))
-            .execute(&mut conn)
-            .await?;
-    if changed == 0 {
-        return Err(AdminError::UnknownUser(email.as_str().to_string()));
+    if users::set_role(&mut conn, &email, Role::Admin).await? {
+        Ok(())
+    } else {
+        Err(AdminError::UnknownUser(email.as_str().to_string()))
     }
-    Ok(())
 }

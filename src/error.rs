@@ -12,7 +12,7 @@ use poem::{
 use poem_openapi::Object;
 use serde::Serialize;
 
-use crate::domain::Invalid;
+use crate::{auth::SigninError, domain::Invalid};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -91,9 +91,12 @@ pub enum ApiError {
     /// Too many failed sign-ins; the client may try again after this many seconds.
     #[error("too many requests; retry after {0} s")]
     TooManyRequests(u64),
-    /// The body is larger than the server accepts.
+    /// The body is larger than the server accepts (`limit` bytes).
     #[error("payload too large")]
-    PayloadTooLarge,
+    PayloadTooLarge {
+        /// The most bytes accepted.
+        limit: usize,
+    },
     /// Well-formed JSON that breaks the schema.
     #[error("validation failed: {0:?}")]
     Validation(Vec<FieldError>),
@@ -103,6 +106,15 @@ pub enum ApiError {
     /// Anything else: logged with its whole chain, never shown to the client.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A client error poem or poem-openapi raised itself (an unknown route, a wrong method, a
+    /// parameter that did not parse, a missing content type), re-rendered with its status.
+    #[error("{status}: {detail}")]
+    Request {
+        /// Its status, a 4xx.
+        status: StatusCode,
+        /// What the framework said, which describes only the request.
+        detail: String,
+    },
 }
 
 impl ApiError {
@@ -144,12 +156,9 @@ impl ApiError {
                 Some(format!("too many failed sign-ins; try again in {secs} seconds")),
                 None,
             ),
-            Self::PayloadTooLarge => (
+            Self::PayloadTooLarge { limit } => (
                 "about:blank",
-                Some(format!(
-                    "the body may be at most {} bytes",
-                    crate::api::MAX_BODY_BYTES
-                )),
+                Some(format!("the body may be at most {limit} bytes")),
                 None,
             ),
             Self::Validation(errors) => (
@@ -163,6 +172,7 @@ impl ApiError {
                 None,
             ),
             Self::Internal(_) => ("about:blank", Some("internal error".to_string()), None),
+            Self::Request { detail, .. } => ("about:blank", Some(detail.clone()), None),
         };
         Problem {
             kind: kind.to_string(),
@@ -188,10 +198,11 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Request { status, .. } => *status,
         }
     }
 
@@ -223,8 +234,7 @@ impl ResponseError for ApiError {
 }
 
 /// Renders a problem with its media type and status.
-#[must_use]
-pub fn problem_response(problem: &Problem) -> Response {
+fn problem_response(problem: &Problem) -> Response {
     let body = serde_json::to_vec(problem).unwrap_or_default();
     Response::builder()
         .status(
@@ -255,11 +265,6 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 impl From<DieselError> for ApiError {
     fn from(err: DieselError) -> Self {
         match &err {
-            DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info)
-                if info.constraint_name() == Some("users_email_lower_key") =>
-            {
-                Self::Conflict("an account with this email already exists")
-            }
             DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
                 Self::Unavailable(err.to_string())
             }
@@ -277,6 +282,18 @@ impl From<PoolError> for ApiError {
     }
 }
 
+impl From<SigninError> for ApiError {
+    fn from(err: SigninError) -> Self {
+        match err {
+            SigninError::Throttled(secs) => Self::TooManyRequests(secs),
+            SigninError::BadCredentials => Self::Unauthorized(AuthFailure::BadCredentials),
+            SigninError::Pool(err) => err.into(),
+            SigninError::Database(err) => err.into(),
+            err @ (SigninError::Hash(_) | SigninError::Random(_)) => Self::internal(err),
+        }
+    }
+}
+
 /// The catch-all for the whole application: every error becomes problem+json with its own status.
 ///
 /// Errors the application raised itself (`ApiError`) render as they are; poem's and
@@ -290,24 +307,19 @@ pub async fn render_any_error(err: poem::Error) -> Response {
     let status = err.status();
     let api_error = match status {
         StatusCode::UNAUTHORIZED => ApiError::Unauthorized(AuthFailure::MissingToken),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         s if s.is_server_error() => ApiError::Internal(err.to_string().into()),
-        _ => {
-            let detail = match status {
-                StatusCode::NOT_FOUND => "no such resource".to_string(),
-                StatusCode::METHOD_NOT_ALLOWED => {
-                    "this resource does not support this method".to_string()
-                }
-                _ => err.to_string(),
-            };
-            return problem_response(&Problem {
-                kind: "about:blank".to_string(),
-                title: reason(status).to_string(),
-                status: i32::from(status.as_u16()),
-                detail: Some(detail),
-                errors: None,
-            });
-        }
+        StatusCode::NOT_FOUND => ApiError::Request {
+            status,
+            detail: "no such resource".to_string(),
+        },
+        StatusCode::METHOD_NOT_ALLOWED => ApiError::Request {
+            status,
+            detail: "this resource does not support this method".to_string(),
+        },
+        _ => ApiError::Request {
+            status,
+            detail: err.to_string(),
+        },
     };
     api_error.as_response()
 }

@@ -16,6 +16,7 @@ use poem_openapi::{LicenseObject, OpenApiService, ServerObject};
 use crate::{
     api::{
         AppState, AuthApi, NewsApi, ServiceApi, SharedState, close_request_bodies, complete_spec,
+        with_connection_slot,
     },
     auth::{JwtKeys, PasswordHasher},
     config::Config,
@@ -165,6 +166,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
         }
         api.call(req).await.map(IntoResponse::into_response)
     });
+    let api = with_connection_slot(api);
     Route::new()
         .at("/openapi.json", spec_json)
         .at("/openapi.yaml", spec_yaml)

@@ -3,25 +3,21 @@
 
 use chrono::{DateTime, Utc};
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, Enum, Object, OpenApi, types::Email};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, AppState, BearerAuth, Errors, Json, JsonBody, SharedState,
-    body::{email, present},
-    client_ip,
-    errors::error_statuses,
+    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, SharedState, body::present,
+    client_ip, errors::error_statuses, text::Text,
 };
 use crate::{
-    auth::{NewRefreshToken, hash_refresh_token},
+    auth::{Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token},
     db::{
-        DbConn,
         sessions::{self, Rotation},
-        throttle,
         users::{self, UserRow},
     },
-    domain::{self, Invalid, NewUser, Role},
+    domain::{Email, NewUser, Password, Role, SigninEmail, SigninPassword, UserName},
     error::{ApiError, AuthFailure},
 };
 
@@ -29,47 +25,38 @@ use crate::{
 #[derive(Debug, Deserialize, Object)]
 pub struct SignupRequest {
     /// The address to sign in with; compared case-insensitively.
-    #[serde(deserialize_with = "email")]
-    #[oai(validator(max_length = 254))]
-    pub email: Email,
+    pub email: Text<Email>,
     /// 8 to 72 characters, and at most 72 bytes in UTF-8.
-    #[oai(validator(min_length = 8, max_length = 72))]
-    pub password: String,
+    pub password: Text<Password>,
     /// A display name.
     #[serde(default, deserialize_with = "present")]
-    #[oai(validator(min_length = 1, max_length = 100))]
-    pub name: Option<String>,
+    pub name: Option<Text<UserName>>,
 }
 
 /// Credentials to sign in with.
 #[derive(Debug, Deserialize, Object)]
 pub struct SigninRequest {
     /// The account's email, in any letter case.
-    #[oai(validator(max_length = 254))]
-    pub email: String,
+    pub email: Text<SigninEmail>,
     /// The account's password.
-    #[oai(validator(max_length = 1024))]
-    pub password: String,
+    pub password: Text<SigninPassword>,
 }
 
 /// A refresh token, to exchange or to end its session with.
 #[derive(Debug, Deserialize, Object)]
 pub struct RefreshTokenRequest {
     /// A refresh token from `POST /signin` or `POST /token/refresh`
-    #[oai(validator(min_length = 1, max_length = 512))]
-    pub refresh_token: String,
+    pub refresh_token: Text<PresentedRefreshToken>,
 }
 
 impl RefreshTokenRequest {
     /// The stored form of the token, once its length is checked.
-    fn hash(&self) -> Result<Vec<u8>, ApiError> {
-        if self.refresh_token.is_empty() || self.refresh_token.len() > 512 {
-            return Err(ApiError::invalid(vec![Invalid::new(
-                "refresh_token",
-                "must be 1 to 512 characters",
-            )]));
-        }
-        Ok(hash_refresh_token(&self.refresh_token))
+    fn hash(self) -> Result<Vec<u8>, ApiError> {
+        let token = self
+            .refresh_token
+            .check()
+            .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
+        Ok(hash_refresh_token(&token))
     }
 }
 
@@ -122,16 +109,22 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
+impl From<Role> for RoleName {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::User => Self::User,
+            Role::Admin => Self::Admin,
+        }
+    }
+}
+
 impl From<UserRow> for User {
     fn from(row: UserRow) -> Self {
         Self {
             id: row.id,
             email: row.email,
             name: row.name,
-            role: match Role::from_stored(&row.role) {
-                Role::User => RoleName::User,
-                Role::Admin => RoleName::Admin,
-            },
+            role: row.role.into(),
             created_at: row.created_at,
         }
     }
@@ -186,6 +179,7 @@ impl AuthApi {
     async fn signup(
         &self,
         state: Data<&SharedState>,
+        mut db: Db,
         body: JsonBody<SignupRequest>,
     ) -> Result<SignupResponse, Errors<SignupErrors>> {
         let SignupRequest {
@@ -193,15 +187,26 @@ impl AuthApi {
             password,
             name,
         } = body.0;
-        let new_user = NewUser::parse(&email.0, password, name).map_err(ApiError::invalid)?;
+        let NewUser {
+            email,
+            password,
+            name,
+        } = NewUser::parse(
+            &email.into_inner(),
+            password.into_inner(),
+            name.map(Text::into_inner),
+        )
+        .map_err(ApiError::invalid)?;
         let hash = state
             .passwords
-            .hash(new_user.password)
+            .hash(password)
             .await
             .map_err(ApiError::internal)?;
-        let row = UserRow::new_account(&new_user.email, new_user.name, Role::User);
-        let mut conn = state.pool.get().await?;
-        let user = users::insert_user(&mut conn, &row, &hash).await?;
+        let user = users::insert_user(db.conn().await?, &email, name.as_ref(), Role::User, &hash)
+            .await?
+            .ok_or(ApiError::Conflict(
+                "an account with this email already exists",
+            ))?;
         Ok(SignupResponse::Created(Json(user.into())))
     }
 
@@ -216,63 +221,28 @@ impl AuthApi {
         &self,
         state: Data<&SharedState>,
         req: &Request,
+        db: Db,
         body: JsonBody<SigninRequest>,
     ) -> Result<TokensResponse, Errors<SigninErrors>> {
         let SigninRequest { email, password } = body.0;
-        check_signin_lengths(&email, &password)?;
-        // No account can have an email PostgreSQL cannot store (a NUL); such an email is simply
-        // unknown, and its throttle key carries a stand-in for the NUL.
-        let storable = !email.contains('\0');
-        let email_key = format!(
-            "email:{}",
-            email.trim().to_lowercase().replace('\0', "\u{FFFD}")
-        );
-        let mut keys = vec![email_key.clone()];
-        keys.extend(client_ip(req, &state.trusted_proxies).map(|ip| format!("ip:{ip}")));
-
-        // Throttle before any bcrypt work, and hold no connection while hashing.
-        let found = {
-            let mut conn = state.pool.get().await?;
-            check_throttle(&state, &mut conn, &keys).await?;
-            if storable {
-                users::find_with_password_hash(&mut conn, email.trim()).await?
-            } else {
-                None
-            }
+        let credentials = Credentials::parse(email.into_inner(), password.into_inner())
+            .map_err(ApiError::invalid)?;
+        let signin = Signin {
+            pool: db.pool(),
+            passwords: &state.passwords,
+            limits: state.throttle,
+            sessions: state.sessions,
         };
-        let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), Some(hash)));
-        let verified = state
-            .passwords
-            .verify(password, hash)
+        let session = signin
+            .sign_in(credentials, client_ip(req, &state.trusted_proxies))
             .await
-            .map_err(ApiError::internal)?;
-
-        let mut conn = state.pool.get().await?;
-        let Some(user) = user.filter(|_| verified) else {
-            throttle::record_failure(&mut conn, &keys, state.throttle.window).await?;
-            return Err(ApiError::Unauthorized(AuthFailure::BadCredentials).into());
-        };
-        // Success forgets this email's failures; the address's count stands, so one good account
-        // cannot launder guesses at others.
-        throttle::clear(&mut conn, &email_key).await?;
-        let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
-        let now = Utc::now();
-        let session_expires_at = now + state.sessions.max_lifetime;
-        let refresh_expires_at = (now + state.sessions.refresh_token_ttl).min(session_expires_at);
-        let session_id = sessions::start_session(
-            &mut conn,
-            user.id,
-            session_expires_at,
-            &refresh.hash,
-            refresh_expires_at,
-        )
-        .await?;
+            .map_err(ApiError::from)?;
         Ok(TokensResponse::Ok(Json(token_response(
             &state,
-            user.id,
-            session_id,
-            refresh.token,
-            refresh_expires_at,
+            session.user_id,
+            session.session_id,
+            session.refresh_token,
+            session.refresh_expires_at,
         )?)))
     }
 
@@ -289,13 +259,13 @@ impl AuthApi {
     async fn refresh(
         &self,
         state: Data<&SharedState>,
+        mut db: Db,
         body: JsonBody<RefreshTokenRequest>,
     ) -> Result<TokensResponse, Errors<RefreshErrors>> {
         let old_hash = body.0.hash()?;
         let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
         let wanted_expiry = Utc::now() + state.sessions.refresh_token_ttl;
-        let mut conn = state.pool.get().await?;
-        match sessions::rotate(&mut conn, &old_hash, &refresh.hash, wanted_expiry).await? {
+        match sessions::rotate(db.conn().await?, &old_hash, &refresh.hash, wanted_expiry).await? {
             Rotation::Rotated {
                 user_id,
                 family_id,
@@ -328,13 +298,12 @@ impl AuthApi {
     #[oai(path = "/signout", method = "post", operation_id = "signout")]
     async fn signout(
         &self,
-        state: Data<&SharedState>,
-        mut auth: BearerAuth,
+        user: CurrentUser,
+        mut db: Db,
         body: JsonBody<RefreshTokenRequest>,
     ) -> Result<SignoutResponse, Errors<SignoutErrors>> {
         let hash = body.0.hash()?;
-        let mut conn = auth.connection(&state.pool).await?;
-        sessions::end_sessions(&mut conn, auth.user.id, auth.session_id, &hash).await?;
+        sessions::end_sessions(db.conn().await?, user.id, user.session, &hash).await?;
         Ok(SignoutResponse::Done)
     }
 
@@ -342,69 +311,28 @@ impl AuthApi {
     #[oai(path = "/signout/all", method = "post", operation_id = "signoutAll")]
     async fn signout_all(
         &self,
-        state: Data<&SharedState>,
-        mut auth: BearerAuth,
+        user: CurrentUser,
+        mut db: Db,
     ) -> Result<SignoutResponse, Errors<SignoutAllErrors>> {
-        let mut conn = auth.connection(&state.pool).await?;
-        sessions::end_all_sessions(&mut conn, auth.user.id).await?;
+        sessions::end_all_sessions(db.conn().await?, user.id).await?;
         Ok(SignoutResponse::Done)
     }
 
     /// The user the access token belongs to
     #[oai(path = "/whoami", method = "get", operation_id = "whoami")]
-    async fn whoami(&self, auth: BearerAuth) -> Result<WhoamiResponse, Errors<WhoamiErrors>> {
-        Ok(WhoamiResponse::Ok(Json(auth.user.into())))
-    }
-}
-
-/// The spec's limits on sign-in fields (no stored email or password can exceed them), checked
-/// before anything is looked up or counted.
-fn check_signin_lengths(email: &str, password: &str) -> Result<(), ApiError> {
-    let too_long = [
-        ("email", email, domain::Email::MAX_LEN),
-        ("password", password, MAX_SIGNIN_PASSWORD_CHARS),
-    ]
-    .into_iter()
-    .filter(|(_, value, max)| value.chars().count() > *max)
-    .map(|(field, _, max)| Invalid::new(field, format!("must be at most {max} characters")))
-    .collect::<Vec<_>>();
-    if too_long.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::invalid(too_long))
-    }
-}
-
-/// The longest password sign-in reads (`maxLength` of `SigninRequest.password`).
-const MAX_SIGNIN_PASSWORD_CHARS: usize = 1024;
-
-/// 429 when the email or the client address has failed too often in the current window.
-async fn check_throttle(
-    state: &AppState,
-    conn: &mut DbConn,
-    keys: &[String],
-) -> Result<(), ApiError> {
-    let limits = state.throttle;
-    let counts = throttle::current_failures(conn, keys, limits.window).await?;
-    let now = Utc::now();
-    let blocked_until = counts
-        .iter()
-        .filter(|count| {
-            let limit = if count.key.starts_with("ip:") {
-                limits.max_failures_per_ip
-            } else {
-                limits.max_failures_per_email
-            };
-            count.failures >= limit
-        })
-        .map(|count| count.window_started_at + limits.window)
-        .max();
-    match blocked_until {
-        Some(until) => {
-            let secs = (until - now).num_seconds().max(1);
-            Err(ApiError::TooManyRequests(u64::try_from(secs).unwrap_or(1)))
-        }
-        None => Ok(()),
+    async fn whoami(
+        &self,
+        user: CurrentUser,
+        mut db: Db,
+    ) -> Result<WhoamiResponse, Errors<WhoamiErrors>> {
+        // The session check just found the user; only a deletion in between makes this `None`.
+        let row =
+            users::find_user(db.conn().await?, user.id)
+                .await?
+                .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
+                    "the token's session has ended or its user no longer exists",
+                )))?;
+        Ok(WhoamiResponse::Ok(Json(row.into())))
     }
 }
 

@@ -15,7 +15,7 @@ use poem_openapi::{
     registry::{MetaSchemaRef, Registry},
     types::Type,
 };
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::de::DeserializeOwned;
 
 use crate::error::{ApiError, FieldError};
 
@@ -55,13 +55,14 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
     const IS_REQUIRED: bool = true;
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
-        let _ = request;
         let bytes = poem::Body::from_request(request, body)
             .await?
             .into_bytes_limit(MAX_BODY_BYTES)
             .await
             .map_err(|err| match err {
-                ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge,
+                ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge {
+                    limit: MAX_BODY_BYTES,
+                },
                 _ => ApiError::BadRequest("the request body could not be read".into()),
             })?;
         let value: serde_json::Value = serde_json::from_slice(&bytes)
@@ -161,18 +162,10 @@ where
     T::deserialize(deserializer).map(Some)
 }
 
-/// For email fields: poem-openapi's `Email` gives the spec its `format: email`; the address itself
-/// is checked by the domain's `Email::parse`.
-pub(crate) fn email<'de, D>(deserializer: D) -> Result<poem_openapi::types::Email, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    String::deserialize(deserializer).map(poem_openapi::types::Email)
-}
-
 #[cfg(test)]
 mod tests {
     use poem_openapi::Object;
+    use serde::Deserialize;
 
     use super::*;
 

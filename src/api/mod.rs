@@ -4,12 +4,14 @@
 
 mod auth;
 mod body;
+mod conn;
 mod errors;
 mod json;
 mod news;
 mod security;
 mod service;
 mod spec;
+mod text;
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -18,12 +20,14 @@ use poem_openapi::Tags;
 pub use self::{
     auth::AuthApi,
     body::{JsonBody, MAX_BODY_BYTES, close_request_bodies},
+    conn::{ConnectionSlot, Db, with_connection_slot},
     errors::Errors,
     json::Json,
     news::NewsApi,
-    security::{BearerAuth, BearerToken, client_ip},
+    security::{ClaimedSession, CurrentUser, client_ip},
     service::ServiceApi,
     spec::complete_spec,
+    text::{NOT_BLANK_PATTERN, Text},
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},

@@ -1,5 +1,7 @@
-//! `BearerAuth`: the spec's bearer scheme, and the extractor that turns an `Authorization` header
-//! into the signed-in user — or a 401 before any handler runs.
+//! The spec's `BearerAuth` scheme and the two extractors that carry it:
+//! - [`CurrentUser`]: the signed-in user, whose session was checked live before the handler runs;
+//! - [`ClaimedSession`]: only a verified token's claims, for the one handler (`GET /news/{id}`) that
+//!   checks the session in the same statement as its read (decision log D5 in BENCHMARKS.md).
 //!
 //! Written by hand rather than derived: the derived scheme matches the `Bearer` prefix by case and
 //! answers every failure with the same plain-text 401, where RFC 6750 wants a case-insensitive
@@ -12,69 +14,56 @@ use poem_openapi::{
     ApiExtractor, ApiExtractorType, ExtractParamOptions,
     registry::{MetaSecurityScheme, Registry},
 };
+use uuid::Uuid;
 
-use super::SharedState;
+use super::{SharedState, conn::ConnectionSlot};
 use crate::{
     auth::TokenError,
-    db::{
-        DbConn, DbPool,
-        sessions::{SessionRef, find_session_user},
-        users::UserRow,
-    },
+    db::sessions::{SessionRead, SessionRef, find_session_user},
+    domain::Role,
     error::{ApiError, AuthFailure},
 };
 
 /// The scheme's name in the spec.
 const SCHEME: &str = "BearerAuth";
 
-/// The signed-in user, as loaded for this request, and the session the token belongs to.
-pub struct BearerAuth {
-    /// The user, with the role the database holds now.
-    pub user: UserRow,
+/// The signed-in user: the token is valid, its session is live and its user exists, as of this
+/// request (so a sign-out, a deleted user or a demotion take effect at once).
+#[derive(Debug, Clone, Copy)]
+pub struct CurrentUser {
+    /// The user's id.
+    pub id: Uuid,
+    /// The role the database holds now.
+    pub role: Role,
     /// The session (refresh-token family) of the access token.
-    pub session_id: uuid::Uuid,
-    /// The connection the session check used, kept for the handler when the request has no body.
-    conn: Option<DbConn>,
+    pub session: Uuid,
 }
 
-impl BearerAuth {
-    /// A connection for the handler: the one the session check used if it was kept (one pool
-    /// checkout per request), else a fresh one.
+/// A bearer token whose signature and claims check out, before its session is looked at. Whoever
+/// takes it must check the session in the statement that reads for it: the `db` functions that
+/// take a [`SessionRef`] do, and answer a [`SessionRead`], which [`ClaimedSession::verdict`] turns
+/// into the row, a 404 or the same 401 [`CurrentUser`] gives.
+#[derive(Debug)]
+pub struct ClaimedSession(SessionRef);
+
+impl ClaimedSession {
+    /// The session, for the read that checks it.
+    #[must_use]
+    pub fn session(&self) -> SessionRef {
+        self.0
+    }
+
+    /// What a read made in the session means for the request.
     ///
     /// # Errors
-    /// No connection became free in time, or none could be opened (503).
-    pub async fn connection(&mut self, pool: &DbPool) -> Result<DbConn, ApiError> {
-        match self.conn.take() {
-            Some(conn) => Ok(conn),
-            None => Ok(pool.get().await?),
+    /// `missing` when the session is live but there is no such row; 401 when the session has
+    /// ended or its user is gone.
+    pub fn verdict<T>(read: SessionRead<T>, missing: ApiError) -> Result<T, ApiError> {
+        match read {
+            SessionRead::Found(row) => Ok(row),
+            SessionRead::Missing => Err(missing),
+            SessionRead::Ended => Err(session_ended()),
         }
-    }
-}
-
-impl std::fmt::Debug for BearerAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BearerAuth")
-            .field("user", &self.user)
-            .field("session_id", &self.session_id)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A bearer token whose signature and claims check out, before its session is looked at: for a
-/// handler that checks the session in the same statement as its read (one round trip instead of
-/// two). Its only content is the session, which the `db` functions that read for it take and check
-/// (`db::sessions::SessionRead`); any other handler takes [`BearerAuth`].
-#[derive(Debug)]
-pub struct BearerToken {
-    /// The session the token names, not yet known to be live.
-    pub session: SessionRef,
-}
-
-impl BearerToken {
-    /// The refusal of a token whose session has ended or whose user is gone.
-    #[must_use]
-    pub fn ended() -> ApiError {
-        invalid("the token's session has ended or its user no longer exists")
     }
 
     fn verify(req: &Request) -> Result<(&SharedState, Self), ApiError> {
@@ -93,8 +82,13 @@ impl BearerToken {
             user_id: claims.sub,
             family_id: claims.sid,
         };
-        Ok((state, Self { session }))
+        Ok((state, Self(session)))
     }
+}
+
+/// The refusal of a token whose session has ended or whose user is gone.
+fn session_ended() -> ApiError {
+    invalid("the token's session has ended or its user no longer exists")
 }
 
 /// Both extractors are the spec's one `BearerAuth` scheme.
@@ -127,7 +121,7 @@ macro_rules! bearer_scheme {
     };
 }
 
-impl<'a> ApiExtractor<'a> for BearerToken {
+impl<'a> ApiExtractor<'a> for ClaimedSession {
     bearer_scheme!();
 
     async fn from_request(
@@ -139,7 +133,7 @@ impl<'a> ApiExtractor<'a> for BearerToken {
     }
 }
 
-impl<'a> ApiExtractor<'a> for BearerAuth {
+impl<'a> ApiExtractor<'a> for CurrentUser {
     bearer_scheme!();
 
     async fn from_request(
@@ -147,21 +141,24 @@ impl<'a> ApiExtractor<'a> for BearerAuth {
         _body: &mut RequestBody,
         _param_opts: ExtractParamOptions<Self::ParamType>,
     ) -> poem::Result<Self> {
-        let (state, token) = BearerToken::verify(req)?;
-        // One query: the user still exists and the session is neither revoked nor expired, so that
-        // deleting a user or signing out takes effect at once. The role comes from the same row, so
-        // a demotion does too.
+        let (state, token) = ClaimedSession::verify(req)?;
+        let session = token.session();
+        // One query: the user still exists and the session is neither revoked nor expired. The
+        // role comes from the same row.
         let mut conn = state.pool.get().await.map_err(ApiError::from)?;
-        let user = find_session_user(&mut conn, token.session)
+        let user = find_session_user(&mut conn, session)
             .await
             .map_err(ApiError::from)?
-            .ok_or_else(BearerToken::ended)?;
-        // The handler reuses the connection, unless a body is still to be read: a slow upload
-        // must not hold a connection the pool could lend to others.
+            .ok_or_else(session_ended)?;
+        // The handler's `Db` reuses the connection, unless a body is still to be read: a slow
+        // upload must not hold a connection the pool could lend to others.
+        if !has_body(req) {
+            ConnectionSlot::put(req, conn);
+        }
         Ok(Self {
-            user,
-            session_id: token.session.family_id,
-            conn: (!has_body(req)).then_some(conn),
+            id: user.id,
+            role: user.role,
+            session: session.family_id,
         })
     }
 }

@@ -1,10 +1,13 @@
-//! Credentials: password hashing off the async runtime, and access tokens (JWT) with a verification
-//! that trusts nothing jsonwebtoken would let through by default.
+//! Credentials: password hashing off the async runtime, access tokens (JWT) with a verification
+//! that trusts nothing jsonwebtoken would let through by default, refresh tokens, and the sign-in
+//! use case (throttle, password check, new session).
 
 pub mod jwt;
 pub mod password;
 pub mod refresh;
+pub mod signin;
 
 pub use jwt::{AccessClaims, JwtKeys, TokenError};
 pub use password::PasswordHasher;
-pub use refresh::{NewRefreshToken, hash_refresh_token};
+pub use refresh::{NewRefreshToken, PresentedRefreshToken, hash_refresh_token};
+pub use signin::{Credentials, Signin, SigninError, StartedSession};

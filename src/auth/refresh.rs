@@ -34,6 +34,16 @@ pub fn hash_refresh_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
+/// A refresh token as a client presents it: 1 to 512 characters (ours are 43; the limit only keeps
+/// hashing cheap).
+pub struct PresentedRefreshToken;
+
+impl crate::domain::TextRule for PresentedRefreshToken {
+    const FIELD: &'static str = "refresh_token";
+    const MIN_CHARS: usize = 1;
+    const MAX_CHARS: usize = 512;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,7 @@ use super::{
     schema::news,
     sessions::{SessionRead, SessionRef, is_live, live_session},
 };
+use crate::domain::{Cursor, NewsBody, NewsDraft, NewsEdit, NewsTitle, Role, SortOrder, Timestamp};
 
 /// A news item as stored.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -23,9 +24,9 @@ use super::{
 pub struct NewsRow {
     /// Public id (UUID v7).
     pub id: Uuid,
-    /// 1–200 characters.
+    /// A [`NewsTitle`] when written.
     pub title: String,
-    /// 1–100 000 characters.
+    /// A [`NewsBody`] when written.
     pub body: String,
     /// Set by the author or defaulted to the time of creation; the list's sort key.
     pub date_created: DateTime<Utc>,
@@ -37,18 +38,38 @@ pub struct NewsRow {
     pub version: i64,
 }
 
-/// The fields a write changes; `None` leaves a field as it is.
-#[derive(Debug, Default, AsChangeset)]
+/// The fields a write changes; a field left `None` stays as it is. Built only from checked
+/// domain values ([`NewsDraft`], [`NewsEdit`]).
+#[derive(Debug, AsChangeset)]
 #[diesel(table_name = news)]
 pub struct NewsChanges {
-    /// New title.
-    pub title: Option<String>,
-    /// New body.
-    pub body: Option<String>,
-    /// New creation date.
-    pub date_created: Option<DateTime<Utc>>,
-    /// Always set on a write.
-    pub date_updated: Option<DateTime<Utc>>,
+    title: Option<String>,
+    body: Option<String>,
+    date_created: Option<DateTime<Utc>>,
+    date_updated: DateTime<Utc>,
+}
+
+impl From<NewsDraft> for NewsChanges {
+    /// A full replacement: title and body, and `date_created` if the draft sets one.
+    fn from(draft: NewsDraft) -> Self {
+        Self {
+            title: Some(draft.title.into_inner()),
+            body: Some(draft.body.into_inner()),
+            date_created: draft.date_created.map(Timestamp::get),
+            date_updated: Timestamp::now().get(),
+        }
+    }
+}
+
+impl From<NewsEdit> for NewsChanges {
+    fn from(edit: NewsEdit) -> Self {
+        Self {
+            title: edit.title.map(NewsTitle::into_inner),
+            body: edit.body.map(NewsBody::into_inner),
+            date_created: edit.date_created.map(Timestamp::get),
+            date_updated: Timestamp::now().get(),
+        }
+    }
 }
 
 /// Which news a list or count covers.
@@ -64,15 +85,13 @@ pub struct NewsFilter {
     pub created_before: Option<DateTime<Utc>>,
 }
 
-/// One page of a list: its size, direction and where it starts.
-#[derive(Debug, Clone, Copy)]
-pub struct PageRequest {
-    /// Rows to return.
-    pub limit: i64,
-    /// Oldest first instead of newest first.
-    pub ascending: bool,
-    /// The sort key of the last row of the previous page.
-    pub after: Option<(DateTime<Utc>, Uuid)>,
+/// One page of a list, and the cursor of the next page if there is one.
+#[derive(Debug)]
+pub struct Page {
+    /// The rows, in the list's order.
+    pub rows: Vec<NewsRow>,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Cursor>,
 }
 
 /// Who is writing, for the ownership check in the write itself.
@@ -81,7 +100,13 @@ pub struct Writer {
     /// The user's id.
     pub user_id: Uuid,
     /// Admins may write anyone's news.
-    pub is_admin: bool,
+    pub role: Role,
+}
+
+impl Writer {
+    fn is_admin(self) -> bool {
+        self.role == Role::Admin
+    }
 }
 
 /// What a guarded write found.
@@ -135,7 +160,7 @@ fn matching(filter: &NewsFilter) -> Condition {
 
 /// `("date_created", "id") > ($1, $2)` (or `<`): a row-value comparison, so that PostgreSQL walks
 /// the `(date_created, id)` index from a cursor. Its own expression rather than an SQL literal, so
-/// that a page of the list is a cached prepared statement (PostgreSQL alone: +36 % for the query).
+/// that a page of the list is a cached prepared statement (decision log D4 in BENCHMARKS.md).
 #[derive(Debug, Clone, Copy)]
 struct KeysetAfter {
     ascending: bool,
@@ -175,7 +200,7 @@ impl QueryFragment<Pg> for KeysetAfter {
 
 /// The rows `writer` may write, at one of the `versions` if any are named.
 fn writable(writer: Writer, versions: Option<&[i64]>) -> Condition {
-    let mut condition: Condition = if writer.is_admin {
+    let mut condition: Condition = if writer.is_admin() {
         every_row()
     } else {
         Box::new(news::author_id.eq(writer.user_id))
@@ -186,13 +211,27 @@ fn writable(writer: Writer, versions: Option<&[i64]>) -> Condition {
     condition
 }
 
-/// Inserts a news item.
+/// Publishes `draft` by `author`: a new id, version 1, `date_created` now unless the draft sets it.
 ///
 /// # Errors
 /// Database errors.
-pub async fn insert_news(conn: &mut AsyncPgConnection, row: &NewsRow) -> QueryResult<NewsRow> {
+pub async fn insert_news(
+    conn: &mut AsyncPgConnection,
+    author: Uuid,
+    draft: NewsDraft,
+) -> QueryResult<NewsRow> {
+    let now = Timestamp::now().get();
+    let row = NewsRow {
+        id: Uuid::now_v7(),
+        title: draft.title.into_inner(),
+        body: draft.body.into_inner(),
+        date_created: draft.date_created.map_or(now, Timestamp::get),
+        date_updated: now,
+        author_id: author,
+        version: 1,
+    };
     diesel::insert_into(news::table)
-        .values(row)
+        .values(&row)
         .returning(NewsRow::as_returning())
         .get_result(conn)
         .await
@@ -223,37 +262,53 @@ pub async fn find_news_in_session(
     })
 }
 
-/// One page of the news that match `filter`, in `(date_created, id)` order.
+/// The page of at most `limit` news that match `filter`, in `order`, starting after `after`.
 ///
 /// The reader's session is checked by a statement of its own, not in this one as for a single
-/// item: searches are planned anew each time, and planning the extra subquery cost more (S3 -9 %)
-/// than the saved round trip bought (S2 +3 %, within noise).
+/// item: searches are planned anew each time, and planning the extra subquery cost more than the
+/// saved round trip bought (decision log D5 in BENCHMARKS.md).
 ///
 /// # Errors
 /// Database errors.
-pub async fn list_news(
+pub async fn list_page(
     conn: &mut AsyncPgConnection,
     filter: &NewsFilter,
-    page: PageRequest,
-) -> QueryResult<Vec<NewsRow>> {
+    order: SortOrder,
+    limit: u32,
+    after: Option<Cursor>,
+) -> QueryResult<Page> {
+    let ascending = order == SortOrder::OldestFirst;
+    // One row more than the page, to know whether another page follows.
     let mut query = news::table
         .filter(matching(filter))
         .select(NewsRow::as_select())
-        .limit(page.limit)
+        .limit(i64::from(limit) + 1)
         .into_boxed();
-    if let Some((date_created, id)) = page.after {
+    if let Some(after) = after {
         query = query.filter(KeysetAfter {
-            ascending: page.ascending,
-            date_created,
-            id,
+            ascending,
+            date_created: after.date_created,
+            id: after.id,
         });
     }
-    query = if page.ascending {
+    query = if ascending {
         query.order_by((news::date_created.asc(), news::id.asc()))
     } else {
         query.order_by((news::date_created.desc(), news::id.desc()))
     };
-    query.load(conn).await
+    let mut rows: Vec<NewsRow> = query.load(conn).await?;
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(|last| Cursor {
+            order,
+            date_created: last.date_created,
+            id: last.id,
+        })
+    } else {
+        None
+    };
+    Ok(Page { rows, next })
 }
 
 /// How many news match `filter`.
@@ -345,7 +400,7 @@ async fn why_not_written<T>(
         .optional()?;
     Ok(match author {
         None => WriteOutcome::Missing,
-        Some(author) if author != writer.user_id && !writer.is_admin => WriteOutcome::NotOwner,
+        Some(author) if author != writer.user_id && !writer.is_admin() => WriteOutcome::NotOwner,
         Some(_) => WriteOutcome::Stale,
     })
 }

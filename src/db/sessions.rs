@@ -28,8 +28,9 @@ pub enum Rotation {
     Invalid,
 }
 
-/// Starts a session for `user_id` with its first refresh token, both ending by `expires_at` (the
-/// token possibly sooner).
+/// Starts a session for `user_id` that ends by `session_expires_at`, with its first refresh token,
+/// which expires at `token_expires_at` or when the session ends, whichever is sooner. Returns the
+/// session's id and when the token expires.
 ///
 /// # Errors
 /// Database errors.
@@ -39,7 +40,8 @@ pub async fn start_session(
     session_expires_at: DateTime<Utc>,
     token_hash: &[u8],
     token_expires_at: DateTime<Utc>,
-) -> QueryResult<Uuid> {
+) -> QueryResult<(Uuid, DateTime<Utc>)> {
+    let token_expires_at = token_expires_at.min(session_expires_at);
     let family_id = Uuid::now_v7();
     conn.transaction(async |conn| {
         diesel::insert_into(refresh_families::table)
@@ -54,11 +56,11 @@ pub async fn start_session(
             .values((
                 refresh_tokens::token_hash.eq(token_hash),
                 refresh_tokens::family_id.eq(family_id),
-                refresh_tokens::expires_at.eq(token_expires_at.min(session_expires_at)),
+                refresh_tokens::expires_at.eq(token_expires_at),
             ))
             .execute(conn)
             .await?;
-        Ok(family_id)
+        Ok((family_id, token_expires_at))
     })
     .await
 }

@@ -1,7 +1,11 @@
 //! Queries on `users` and `user_credentials`.
 
 use chrono::{DateTime, Utc};
-use diesel::{prelude::*, sql_types::Text};
+use diesel::{
+    prelude::*,
+    result::{DatabaseErrorKind, Error as DieselError},
+    sql_types::Text,
+};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -23,51 +27,75 @@ pub struct UserRow {
     pub email: String,
     /// Display name, if given.
     pub name: Option<String>,
-    /// `user` or `admin`.
-    pub role: String,
+    /// Stored as its name (`user`, `admin`).
+    #[diesel(deserialize_as = String, serialize_as = String)]
+    pub role: Role,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
 }
 
-impl UserRow {
-    /// A new account with a fresh id, created now.
-    #[must_use]
-    pub fn new_account(email: &Email, name: Option<UserName>, role: Role) -> Self {
-        Self {
-            id: Uuid::now_v7(),
-            email: email.as_str().to_string(),
-            name: name.map(UserName::into_inner),
-            role: role.as_str().to_string(),
-            created_at: Timestamp::now().get(),
+/// Creates an account with `role` and its password hash, in one transaction; `None` when an
+/// account has this email already (in any letter case).
+///
+/// # Errors
+/// Database errors.
+pub async fn insert_user(
+    conn: &mut AsyncPgConnection,
+    email: &Email,
+    name: Option<&UserName>,
+    role: Role,
+    password_hash: &str,
+) -> QueryResult<Option<UserRow>> {
+    let row = UserRow {
+        id: Uuid::now_v7(),
+        email: email.as_str().to_string(),
+        name: name.map(|name| name.as_str().to_string()),
+        role,
+        created_at: Timestamp::now().get(),
+    };
+    let inserted = conn
+        .transaction(async |conn| {
+            let row = diesel::insert_into(users::table)
+                .values(row.clone())
+                .returning(UserRow::as_returning())
+                .get_result(conn)
+                .await?;
+            diesel::insert_into(user_credentials::table)
+                .values((
+                    user_credentials::user_id.eq(row.id),
+                    user_credentials::password_hash.eq(password_hash),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(row)
+        })
+        .await;
+    match inserted {
+        Ok(row) => Ok(Some(row)),
+        Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
+            if info.constraint_name() == Some("users_email_lower_key") =>
+        {
+            Ok(None)
         }
+        Err(err) => Err(err),
     }
 }
 
-/// Inserts a user and their password hash in one transaction.
+/// Gives the account with this email (any letter case) `role`; `false` when there is none.
 ///
 /// # Errors
-/// A unique violation on `users_email_lower_key` when the email is taken (in any letter case).
-pub async fn insert_user(
+/// Database errors.
+pub async fn set_role(
     conn: &mut AsyncPgConnection,
-    user: &UserRow,
-    password_hash: &str,
-) -> QueryResult<UserRow> {
-    conn.transaction(async |conn| {
-        let row = diesel::insert_into(users::table)
-            .values(user)
-            .returning(UserRow::as_returning())
-            .get_result(conn)
-            .await?;
-        diesel::insert_into(user_credentials::table)
-            .values((
-                user_credentials::user_id.eq(row.id),
-                user_credentials::password_hash.eq(password_hash),
-            ))
+    email: &Email,
+    role: Role,
+) -> QueryResult<bool> {
+    let changed =
+        diesel::update(users::table.filter(lower(users::email).eq(lower(email.as_str()))))
+            .set(users::role.eq(String::from(role)))
             .execute(conn)
             .await?;
-        Ok(row)
-    })
-    .await
+    Ok(changed > 0)
 }
 
 /// The user with this email (any letter case) and their password hash.

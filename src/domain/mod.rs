@@ -9,7 +9,7 @@ mod user;
 pub use cursor::{Cursor, SortOrder};
 pub use etag::{TagCondition, entity_tag};
 pub use news::{NewsBody, NewsDraft, NewsEdit, NewsTitle, Timestamp};
-pub use user::{Email, NewUser, Password, Role, UserName};
+pub use user::{Email, NewUser, Password, Role, SigninEmail, SigninPassword, UserName};
 
 /// A value that failed its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,21 +34,92 @@ fn failures<const N: usize>(results: [Option<Invalid>; N]) -> Vec<Invalid> {
     results.into_iter().flatten().collect()
 }
 
-/// Checks a text's length in characters, after refusing one that is only whitespace or that holds
-/// a NUL character (valid JSON, but PostgreSQL's `text` cannot store it).
-fn check_text(field: &'static str, value: &str, max_chars: usize) -> Result<(), Invalid> {
-    let chars = value.chars().count();
-    if value.trim().is_empty() {
-        return Err(Invalid::new(field, "must not be empty or blank"));
+/// The rules of a text field, declared once: the domain type that implements this enforces them
+/// ([`TextRule::check`]), and the API derives the field's schema (`minLength`, `maxLength`, the
+/// not-blank `pattern`, `format`) from the same constants. Lengths count characters, as JSON Schema
+/// does.
+pub trait TextRule {
+    /// The wire name of the field, for the 422 that names it.
+    const FIELD: &'static str;
+    /// The fewest characters accepted.
+    const MIN_CHARS: usize = 0;
+    /// The most characters accepted.
+    const MAX_CHARS: usize;
+    /// Whether the text must hold a character that is not white space, and no NUL (which
+    /// PostgreSQL's `text` cannot store).
+    const NOT_BLANK: bool = false;
+    /// The schema's `format`, if any.
+    const FORMAT: Option<&'static str> = None;
+
+    /// Checks what the schema says of the text: not blank and no NUL (if [`Self::NOT_BLANK`]), then
+    /// its length in characters.
+    ///
+    /// # Errors
+    /// The first rule the text breaks.
+    fn check(value: &str) -> Result<(), Invalid> {
+        if Self::NOT_BLANK {
+            if value.trim().is_empty() {
+                return Err(Invalid::new(Self::FIELD, "must not be empty or blank"));
+            }
+            if value.contains('\0') {
+                return Err(Invalid::new(
+                    Self::FIELD,
+                    "must not contain a NUL character",
+                ));
+            }
+        }
+        let chars = value.chars().count();
+        if chars < Self::MIN_CHARS {
+            return Err(Invalid::new(
+                Self::FIELD,
+                format!("must be at least {} characters", Self::MIN_CHARS),
+            ));
+        }
+        if chars > Self::MAX_CHARS {
+            return Err(Invalid::new(
+                Self::FIELD,
+                format!("must be at most {} characters", Self::MAX_CHARS),
+            ));
+        }
+        Ok(())
     }
-    if value.contains('\0') {
-        return Err(Invalid::new(field, "must not contain a NUL character"));
-    }
-    if chars > max_chars {
-        return Err(Invalid::new(
-            field,
-            format!("must be at most {max_chars} characters"),
-        ));
-    }
-    Ok(())
 }
+
+/// A checked, not-blank text of bounded length: `bounded_text!(NewsTitle, "title", 200, "A title")`
+/// declares the type, its [`TextRule`] and its `parse`.
+macro_rules! bounded_text {
+    ($(#[$doc:meta])* $name:ident, $field:literal, $max:expr) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq)]
+        pub struct $name(String);
+
+        impl $crate::domain::TextRule for $name {
+            const FIELD: &'static str = $field;
+            const MIN_CHARS: usize = 1;
+            const MAX_CHARS: usize = $max;
+            const NOT_BLANK: bool = true;
+        }
+
+        impl $name {
+            /// # Errors
+            /// A blank text, one with a NUL, or one that is too long.
+            pub fn parse(raw: String) -> Result<Self, $crate::domain::Invalid> {
+                <Self as $crate::domain::TextRule>::check(&raw)?;
+                Ok(Self(raw))
+            }
+
+            /// The text.
+            #[must_use]
+            pub fn into_inner(self) -> String {
+                self.0
+            }
+
+            /// The text.
+            #[must_use]
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use bounded_text;

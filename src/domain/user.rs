@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use super::{Invalid, check_text, failures};
+use super::{Invalid, TextRule, failures};
 
 /// Everything a signup needs, checked.
 #[derive(Debug)]
@@ -47,20 +47,19 @@ impl NewUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
 
-impl Email {
-    /// The longest address SMTP can carry (RFC 5321 §4.5.3.1.3).
-    pub const MAX_LEN: usize = 254;
+/// The longest address SMTP can carry (RFC 5321 §4.5.3.1.3).
+impl TextRule for Email {
+    const FIELD: &'static str = "email";
+    const MAX_CHARS: usize = 254;
+    const FORMAT: Option<&'static str> = Some("email");
+}
 
+impl Email {
     /// # Errors
     /// An address that is too long or not an address.
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim();
-        if email.len() > Self::MAX_LEN {
-            return Err(Invalid::new(
-                "email",
-                format!("must be at most {} characters", Self::MAX_LEN),
-            ));
-        }
+        Self::check(email)?;
         if !email_address::EmailAddress::is_valid(email) {
             return Err(Invalid::new("email", "must be a valid email address"));
         }
@@ -81,9 +80,15 @@ impl Email {
 #[derive(Clone)]
 pub struct Password(String);
 
+impl TextRule for Password {
+    const FIELD: &'static str = "password";
+    const MIN_CHARS: usize = 8;
+    /// 72 characters can be at most 72 bytes only in ASCII: [`Password::MAX_BYTES`] is the real
+    /// limit, checked after this one.
+    const MAX_CHARS: usize = 72;
+}
+
 impl Password {
-    /// The fewest characters accepted.
-    pub const MIN_CHARS: usize = 8;
     /// The most bytes bcrypt reads.
     pub const MAX_BYTES: usize = 72;
 
@@ -96,12 +101,7 @@ impl Password {
     /// `password1`, `iloveyou2` or the user's own email.
     pub fn parse(raw: String, personal: &[&str]) -> Result<Self, Invalid> {
         let raw = Self::normalise(&raw);
-        if raw.chars().count() < Self::MIN_CHARS {
-            return Err(Invalid::new(
-                "password",
-                format!("must be at least {} characters", Self::MIN_CHARS),
-            ));
-        }
+        Self::check(&raw)?;
         if raw.len() > Self::MAX_BYTES {
             return Err(Invalid::new(
                 "password",
@@ -140,26 +140,29 @@ impl fmt::Debug for Password {
     }
 }
 
-/// A display name: 1 to 100 characters, not blank.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UserName(String);
+super::bounded_text!(
+    /// A display name: 1 to 100 characters, not blank.
+    UserName,
+    "name",
+    100
+);
 
-impl UserName {
-    /// The most characters accepted.
-    pub const MAX_CHARS: usize = 100;
+/// The email sign-in reads: any text up to the longest address an account can have (it is looked
+/// up, not checked, so a typo is an unknown account rather than a 422).
+pub struct SigninEmail;
 
-    /// # Errors
-    /// A blank or overlong name.
-    pub fn parse(raw: String) -> Result<Self, Invalid> {
-        check_text("name", &raw, Self::MAX_CHARS)?;
-        Ok(Self(raw))
-    }
+impl TextRule for SigninEmail {
+    const FIELD: &'static str = "email";
+    const MAX_CHARS: usize = Email::MAX_CHARS;
+}
 
-    /// The name.
-    #[must_use]
-    pub fn into_inner(self) -> String {
-        self.0
-    }
+/// The password sign-in reads: any text up to 1024 characters (longer than any stored password
+/// can be, short enough that hashing it costs nothing extra).
+pub struct SigninPassword;
+
+impl TextRule for SigninPassword {
+    const FIELD: &'static str = "password";
+    const MAX_CHARS: usize = 1024;
 }
 
 /// What a user may do. Every signup is a `User`; an `Admin` may change anyone's news.
@@ -180,14 +183,21 @@ impl Role {
             Self::Admin => "admin",
         }
     }
+}
 
+impl From<String> for Role {
     /// Reads a stored role; anything unknown is the least privileged.
-    #[must_use]
-    pub fn from_stored(stored: &str) -> Self {
-        match stored {
+    fn from(stored: String) -> Self {
+        match stored.as_str() {
             "admin" => Self::Admin,
             _ => Self::User,
         }
+    }
+}
+
+impl From<Role> for String {
+    fn from(role: Role) -> Self {
+        role.as_str().to_string()
     }
 }
 

@@ -1,0 +1,97 @@
+//! `Db`: a handler's database connection, and the only way a handler gets one.
+//!
+//! Authentication ([`CurrentUser`](super::CurrentUser)) needs a connection for the session check;
+//! it leaves that connection in the request's [`ConnectionSlot`], and `Db` lends it on, so that an
+//! authenticated request checks out one connection, not two (decision log D2 in BENCHMARKS.md).
+//! Requests that did not authenticate, or whose authentication gave its connection back (a body was
+//! still to be read, and a slow upload must not hold one), check out a fresh connection when the
+//! handler first asks.
+
+use std::sync::{Arc, Mutex};
+
+use poem::{Endpoint, EndpointExt, FromRequest, Request, RequestBody};
+
+use super::SharedState;
+use crate::{
+    db::{DbConn, DbPool},
+    error::ApiError,
+};
+
+/// Where authentication leaves its connection for the handler; one per request.
+#[derive(Clone, Default)]
+pub struct ConnectionSlot(Arc<Mutex<Option<DbConn>>>);
+
+impl ConnectionSlot {
+    /// Leaves `conn` for the handler.
+    pub(super) fn put(req: &Request, conn: DbConn) {
+        if let Some(slot) = req.extensions().get::<Self>() {
+            *slot
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(conn);
+        }
+    }
+
+    fn take(&self) -> Option<DbConn> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
+
+/// Gives every request an empty [`ConnectionSlot`].
+pub fn with_connection_slot(endpoint: impl Endpoint) -> impl Endpoint {
+    endpoint.before(|mut req| async move {
+        req.extensions_mut().insert(ConnectionSlot::default());
+        Ok(req)
+    })
+}
+
+/// The handler's database connection: the one authentication used, or a new one, checked out on
+/// first use.
+pub struct Db {
+    slot: ConnectionSlot,
+    pool: DbPool,
+    conn: Option<DbConn>,
+}
+
+impl Db {
+    /// The connection.
+    ///
+    /// # Errors
+    /// No connection became free in time, or none could be opened (503).
+    pub async fn conn(&mut self) -> Result<&mut DbConn, ApiError> {
+        if self.conn.is_none() {
+            self.conn = Some(match self.slot.take() {
+                Some(conn) => conn,
+                None => self.pool.get().await?,
+            });
+        }
+        Ok(self.conn.as_mut().expect("set just above"))
+    }
+
+    /// The pool itself, for work that must hold no connection across a slow step (sign-in holds
+    /// none while bcrypt runs).
+    #[must_use]
+    pub fn pool(&self) -> &DbPool {
+        &self.pool
+    }
+}
+
+impl<'a> FromRequest<'a> for Db {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<SharedState>()
+            .ok_or_else(|| ApiError::internal("application state missing"))?;
+        Ok(Self {
+            slot: req
+                .extensions()
+                .get::<ConnectionSlot>()
+                .cloned()
+                .unwrap_or_default(),
+            pool: state.pool.clone(),
+            conn: None,
+        })
+    }
+}

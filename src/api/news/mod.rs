@@ -1,0 +1,316 @@
+//! News: create, list (keyset pages, full-text search, filters), count, get, replace, patch, delete.
+//! The operations are here; their wire types are in [`wire`], their responses in [`responses`].
+
+mod responses;
+mod wire;
+
+use chrono::{DateTime, Utc};
+use poem_openapi::{
+    OpenApi,
+    param::{Header, Path, Query},
+};
+use uuid::Uuid;
+
+pub use self::wire::News;
+use self::{
+    responses::{
+        BulkErrors, CountResponse, CreateErrors, CreateResponse, DeleteErrors, DeleteResponse,
+        GetErrors, GetResponse, ListErrors, PageResponse, WriteErrors, WriteResponse,
+    },
+    wire::{NewsCount, NewsInput, NewsOrder, NewsPage, NewsPatch},
+};
+use super::{ApiTags, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody};
+use crate::{
+    db::news::{self as db_news, NewsChanges, NewsFilter, WriteOutcome, Writer},
+    domain::{Cursor, Role, SortOrder, TagCondition, Timestamp, entity_tag},
+    error::ApiError,
+};
+
+fn default_limit() -> i32 {
+    20
+}
+
+/// News items.
+pub struct NewsApi;
+
+// The filter parameters (`q`, `author_id`, `created_after`, `created_before`) are declared on each
+// operation that takes them: poem-openapi 5 cannot share a group of query parameters
+// (poem-web/poem#432). `news_filter` reads them the same way for all three.
+#[OpenApi(tag = "ApiTags::News")]
+impl NewsApi {
+    /// List news, newest first, one page at a time
+    ///
+    /// Keyset pagination: pass `next_cursor` from one page as `cursor` to get the next, with the
+    /// same filters and order. Pages stay stable while other clients insert news.
+    #[oai(path = "/news", method = "get", operation_id = "listNews")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per query parameter"
+    )]
+    async fn list(
+        &self,
+        _user: CurrentUser,
+        mut db: Db,
+        /// Page size
+        #[oai(
+            default = "default_limit",
+            validator(minimum(value = "1"), maximum(value = "100"))
+        )]
+        limit: Query<i32>,
+        /// `next_cursor` from the previous page; opaque
+        #[oai(validator(min_length = 1, max_length = 200))]
+        cursor: Query<Option<String>>,
+        /// Full-text search over title and body (web-search syntax, English stemming)
+        #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
+        q: Query<Option<String>>,
+        /// Only news by this author
+        author_id: Query<Option<Uuid>>,
+        /// Only news whose `date_created` is later than this instant
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Only news whose `date_created` is earlier than this instant
+        created_before: Query<Option<DateTime<Utc>>>,
+        /// Sort order by `date_created` (ties broken by id)
+        #[oai(default)]
+        order: Query<NewsOrder>,
+    ) -> Result<PageResponse, Errors<ListErrors>> {
+        let order = SortOrder::from(order.0);
+        let after = cursor
+            .0
+            .as_deref()
+            .map(|c| Cursor::decode(c, order).map_err(|why| ApiError::BadRequest(why.into())))
+            .transpose()?;
+        let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
+        // The validator keeps `limit` within 1..=100.
+        let limit = u32::try_from(limit.0).unwrap_or(1);
+        let page = db_news::list_page(db.conn().await?, &filter, order, limit, after).await?;
+        Ok(PageResponse::Ok(Json(NewsPage {
+            items: page.rows.into_iter().map(News::from).collect(),
+            next_cursor: page.next.map(|cursor| cursor.encode()),
+        })))
+    }
+
+    /// Publish a news item
+    ///
+    /// The signed-in user becomes its author. `date_created` defaults to now.
+    #[oai(path = "/news", method = "post", operation_id = "createNews")]
+    async fn create(
+        &self,
+        user: CurrentUser,
+        mut db: Db,
+        body: JsonBody<NewsInput>,
+    ) -> Result<CreateResponse, Errors<CreateErrors>> {
+        let draft = body.0.parse()?;
+        let news = db_news::insert_news(db.conn().await?, user.id, draft).await?;
+        let location = format!("/news/{}", news.id);
+        let tag = entity_tag(news.version);
+        Ok(CreateResponse::Created(Json(news.into()), location, tag))
+    }
+
+    /// Count the news that match the filters
+    #[oai(path = "/news/count", method = "get", operation_id = "countNews")]
+    async fn count(
+        &self,
+        _user: CurrentUser,
+        mut db: Db,
+        /// Full-text search over title and body (web-search syntax, English stemming)
+        #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
+        q: Query<Option<String>>,
+        /// Only news by this author
+        author_id: Query<Option<Uuid>>,
+        /// Only news whose `date_created` is later than this instant
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Only news whose `date_created` is earlier than this instant
+        created_before: Query<Option<DateTime<Utc>>>,
+    ) -> Result<CountResponse, Errors<ListErrors>> {
+        let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
+        let count = db_news::count_news(db.conn().await?, &filter).await?;
+        Ok(CountResponse::Ok(Json(NewsCount { count })))
+    }
+
+    /// Get one news item
+    ///
+    /// The session is checked in the statement that reads the item (see [`ClaimedSession`]).
+    #[oai(path = "/news/:id", method = "get", operation_id = "getNews")]
+    async fn get(
+        &self,
+        claimed: ClaimedSession,
+        mut db: Db,
+        /// The news item's id
+        id: Path<Uuid>,
+        /// Answer 304 if the news item still has one of these entity tags (RFC 9110)
+        #[oai(name = "If-None-Match")]
+        if_none_match: Header<Option<String>>,
+    ) -> Result<GetResponse, Errors<GetErrors>> {
+        let read = db_news::find_news_in_session(db.conn().await?, id.0, claimed.session()).await?;
+        let news = ClaimedSession::verdict(read, ApiError::NotFound("no news item with this id"))?;
+        let tag = entity_tag(news.version);
+        let unchanged = if_none_match
+            .0
+            .as_deref()
+            .is_some_and(|header| TagCondition::parse(header, false).matches(news.version));
+        Ok(if unchanged {
+            GetResponse::NotModified(tag)
+        } else {
+            GetResponse::Ok(Json(news.into()), tag)
+        })
+    }
+
+    /// Replace a news item
+    ///
+    /// Replaces `title` and `body`; `date_created` is kept when it is left out. Only the author
+    /// may replace a news item.
+    #[oai(path = "/news/:id", method = "put", operation_id = "replaceNews")]
+    async fn replace(
+        &self,
+        user: CurrentUser,
+        db: Db,
+        /// The news item's id
+        id: Path<Uuid>,
+        /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: JsonBody<NewsInput>,
+    ) -> Result<WriteResponse, Errors<WriteErrors>> {
+        let changes = NewsChanges::from(body.0.parse()?);
+        write(user, db, id.0, if_match.0.as_deref(), &changes).await
+    }
+
+    /// Change some fields of a news item
+    ///
+    /// Changes only the fields given. Only the author may change a news item.
+    #[oai(path = "/news/:id", method = "patch", operation_id = "updateNews")]
+    async fn update(
+        &self,
+        user: CurrentUser,
+        db: Db,
+        /// The news item's id
+        id: Path<Uuid>,
+        /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+        body: JsonBody<NewsPatch>,
+    ) -> Result<WriteResponse, Errors<WriteErrors>> {
+        let changes = NewsChanges::from(body.0.parse()?);
+        write(user, db, id.0, if_match.0.as_deref(), &changes).await
+    }
+
+    /// Delete a news item
+    ///
+    /// Only the author may delete a news item.
+    #[oai(path = "/news/:id", method = "delete", operation_id = "deleteNews")]
+    async fn delete(
+        &self,
+        user: CurrentUser,
+        mut db: Db,
+        /// The news item's id
+        id: Path<Uuid>,
+        /// Change only if the news item still has one of these entity tags (RFC 9110); else 412
+        #[oai(name = "If-Match")]
+        if_match: Header<Option<String>>,
+    ) -> Result<DeleteResponse, Errors<DeleteErrors>> {
+        let versions = expected_versions(if_match.0.as_deref());
+        let outcome =
+            db_news::delete_news(db.conn().await?, id.0, writer(user), versions.as_deref()).await?;
+        written(outcome)?;
+        Ok(DeleteResponse::Deleted)
+    }
+
+    /// Change some fields of every news item that matches (admins only)
+    ///
+    /// The bulk update of the original `PATCH /news-models?where=`: the list's filters select the
+    /// news, the body's fields are set on all of them. Only admins may use it.
+    #[oai(path = "/news", method = "patch", operation_id = "bulkUpdateNews")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per query parameter"
+    )]
+    async fn bulk_update(
+        &self,
+        user: CurrentUser,
+        mut db: Db,
+        /// Full-text search over title and body (web-search syntax, English stemming)
+        #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
+        q: Query<Option<String>>,
+        /// Only news by this author
+        author_id: Query<Option<Uuid>>,
+        /// Only news whose `date_created` is later than this instant
+        created_after: Query<Option<DateTime<Utc>>>,
+        /// Only news whose `date_created` is earlier than this instant
+        created_before: Query<Option<DateTime<Utc>>>,
+        body: JsonBody<NewsPatch>,
+    ) -> Result<CountResponse, Errors<BulkErrors>> {
+        if user.role != Role::Admin {
+            return Err(ApiError::Forbidden("only admins may change news in bulk").into());
+        }
+        let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
+        let changes = NewsChanges::from(body.0.parse()?);
+        let count = db_news::update_matching(db.conn().await?, &filter, &changes).await?;
+        Ok(CountResponse::Ok(Json(NewsCount {
+            count: i64::try_from(count).unwrap_or(i64::MAX),
+        })))
+    }
+}
+
+/// The versions an `If-Match` header names; `None` when any version will do.
+fn expected_versions(if_match: Option<&str>) -> Option<Vec<i64>> {
+    match TagCondition::parse(if_match?, true) {
+        TagCondition::Any => None,
+        TagCondition::Versions(versions) => Some(versions),
+    }
+}
+
+/// A guarded write of one news item, answered with the item and its new entity tag.
+async fn write(
+    user: CurrentUser,
+    mut db: Db,
+    id: Uuid,
+    if_match: Option<&str>,
+    changes: &NewsChanges,
+) -> Result<WriteResponse, Errors<WriteErrors>> {
+    let versions = expected_versions(if_match);
+    let outcome = db_news::update_news(
+        db.conn().await?,
+        id,
+        writer(user),
+        versions.as_deref(),
+        changes,
+    )
+    .await?;
+    let news = written(outcome)?;
+    let tag = entity_tag(news.version);
+    Ok(WriteResponse::Ok(Json(news.into()), tag))
+}
+
+fn writer(user: CurrentUser) -> Writer {
+    Writer {
+        user_id: user.id,
+        role: user.role,
+    }
+}
+
+fn written<T>(outcome: WriteOutcome<T>) -> Result<T, ApiError> {
+    match outcome {
+        WriteOutcome::Done(value) => Ok(value),
+        WriteOutcome::Stale => Err(ApiError::PreconditionFailed),
+        WriteOutcome::NotOwner => Err(ApiError::Forbidden(
+            "only the author may change this news item",
+        )),
+        WriteOutcome::Missing => Err(ApiError::NotFound("no news item with this id")),
+    }
+}
+
+fn news_filter(
+    q: Option<String>,
+    author_id: Option<Uuid>,
+    created_after: Option<DateTime<Utc>>,
+    created_before: Option<DateTime<Utc>>,
+) -> NewsFilter {
+    // Any instant is a usable bound, even one outside the years a news item may have.
+    let instant = |value: Option<DateTime<Utc>>| value.map(|v| Timestamp::bound(v).get());
+    NewsFilter {
+        text: q,
+        author_id,
+        created_after: instant(created_after),
+        created_before: instant(created_before),
+    }
+}
