@@ -140,12 +140,6 @@ impl Config {
         if database_pool_size == 0 {
             return Err(ConfigError("DATABASE_POOL_SIZE must be at least 1".into()));
         }
-        let access_token_ttl = parse(&get, "ACCESS_TOKEN_TTL_SECS", 900)?;
-        if access_token_ttl == 0 {
-            return Err(ConfigError(
-                "ACCESS_TOKEN_TTL_SECS must be at least 1".into(),
-            ));
-        }
         Ok(Self {
             database_url: database_url.into(),
             database_pool_size,
@@ -280,6 +274,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_lifetime_is_refused_with_its_name() {
+        for name in [
+            "ACCESS_TOKEN_TTL_SECS",
+            "REFRESH_TOKEN_TTL_SECS",
+            "SESSION_MAX_LIFETIME_SECS",
+            "SIGNIN_WINDOW_SECS",
+        ] {
+            let err = config_with(&[URL, SECRET, (name, "0")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
+    }
+
+    #[test]
+    fn every_variable_is_read_exactly_once() {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_string());
+            [URL, SECRET]
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        })
+        .unwrap();
+        let asked = asked.into_inner();
+        let twice: Vec<&String> = asked
+            .iter()
+            .enumerate()
+            .filter(|(i, name)| asked[..*i].contains(name))
+            .map(|(_, name)| name)
+            .collect();
+        assert!(twice.is_empty(), "read more than once: {twice:?}");
     }
 
     #[test]
