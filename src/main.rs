@@ -40,13 +40,14 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
     // Usage errors print the usage and exit with 2; --help and `help` print it and exit with 0.
     let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
+    // After the configuration, which loads .env: a RUST_LOG set there applies too.
+    telemetry::init();
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config).await,
         Command::Migrate => db::migrate(config.database_url())
