@@ -140,12 +140,6 @@ impl Config {
         if database_pool_size == 0 {
             return Err(ConfigError("DATABASE_POOL_SIZE must be at least 1".into()));
         }
-        let access_token_ttl = parse(&get, "ACCESS_TOKEN_TTL_SECS", 900)?;
-        if access_token_ttl == 0 {
-            return Err(ConfigError(
-                "ACCESS_TOKEN_TTL_SECS must be at least 1".into(),
-            ));
-        }
         Ok(Self {
             database_url: database_url.into(),
             database_pool_size,
@@ -280,6 +274,82 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("BCRYPT_COST"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_lifetime_is_refused_with_its_name() {
+        for name in [
+            "ACCESS_TOKEN_TTL_SECS",
+            "REFRESH_TOKEN_TTL_SECS",
+            "SESSION_MAX_LIFETIME_SECS",
+            "SIGNIN_WINDOW_SECS",
+        ] {
+            let err = config_with(&[URL, SECRET, (name, "0")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
+    }
+
+    /// The names `from_lookup` asks for, in order.
+    fn names_read() -> Vec<String> {
+        let asked = std::cell::RefCell::new(Vec::new());
+        Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_string());
+            [URL, SECRET]
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_string())
+        })
+        .unwrap();
+        asked.into_inner()
+    }
+
+    #[test]
+    fn every_variable_is_read_exactly_once() {
+        let asked = names_read();
+        let twice: Vec<&String> = asked
+            .iter()
+            .enumerate()
+            .filter(|(i, name)| asked[..*i].contains(name))
+            .map(|(_, name)| name)
+            .collect();
+        assert!(twice.is_empty(), "read more than once: {twice:?}");
+    }
+
+    const ENV_EXAMPLE: &str = include_str!("../.env.example");
+
+    #[test]
+    fn env_example_and_readme_list_every_variable() {
+        let readme = include_str!("../README.md");
+        for name in names_read().iter().map(String::as_str).chain(["RUST_LOG"]) {
+            assert!(
+                ENV_EXAMPLE.contains(&format!("{name}=")),
+                ".env.example lacks {name}"
+            );
+            assert!(
+                readme.contains(&format!("| `{name}`")) || readme.contains(&format!("/ `{name}`")),
+                "README's configuration table lacks {name}"
+            );
+        }
+    }
+
+    #[test]
+    fn env_example_sets_the_defaults() {
+        let mut vars: Vec<(String, String)> = dotenvy::from_read_iter(ENV_EXAMPLE.as_bytes())
+            .collect::<Result<_, _>>()
+            .expect(".env.example parses");
+        for (name, value) in &mut vars {
+            if name == "JWT_SECRET" {
+                *value = SECRET.1.to_string();
+            }
+        }
+        let example = Config::from_lookup(|name| {
+            vars.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+        })
+        .expect(".env.example, with a JWT_SECRET, is a working configuration");
+        let defaults = config_with(&[URL, SECRET]).unwrap();
+        assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
     }
 
     #[test]

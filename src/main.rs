@@ -2,45 +2,63 @@
 
 use std::{io::Read, process::ExitCode};
 
+use clap::{Parser, Subcommand};
 use newsapi::{admin, config::Config, db, startup::Application, telemetry};
 
-const USAGE: &str = "usage: newsapi [serve | migrate | create-admin --email EMAIL | promote EMAIL]
-  serve          run the server (the default)
-  migrate        apply pending database migrations and exit
-  create-admin   create an admin account; the password is read from standard input
-  promote        give an existing account the admin role";
+/// A News REST API secured with JWT, over PostgreSQL.
+#[derive(Debug, Parser)]
+#[command(
+    name = "newsapi",
+    version,
+    after_help = "Settings are read from the environment and from .env; see .env.example."
+)]
+struct Cli {
+    /// What to do; without one, `serve`.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (the default)
+    Serve,
+    /// Apply pending database migrations and exit
+    Migrate,
+    /// Create an admin account; the password is read from standard input
+    CreateAdmin {
+        /// The new account's email
+        #[arg(long, value_name = "EMAIL")]
+        email: String,
+    },
+    /// Give an existing account the admin role
+    Promote {
+        /// The account's email
+        #[arg(value_name = "EMAIL")]
+        email: String,
+    },
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    telemetry::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    if matches!(args.first(), Some(&("-h" | "--help" | "help"))) {
-        println!("{USAGE}");
-        return ExitCode::SUCCESS;
-    }
+    // Usage errors print the usage and exit with 2; --help and `help` print it and exit with 0.
+    let cli = Cli::parse();
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(err) => return fail(&err),
     };
-    let outcome = match args.as_slice() {
-        [] | ["serve"] => serve(&config).await,
-        ["migrate"] => db::migrate(config.database_url())
+    // After the configuration, which loads .env: a RUST_LOG set there applies too.
+    telemetry::init();
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(&config).await,
+        Command::Migrate => db::migrate(config.database_url())
             .await
             .map(|()| eprintln!("newsapi: migrations applied"))
             .map_err(|e| e.to_string()),
-        ["create-admin", "--email", email] => create_admin(&config, email).await,
-        ["create-admin", flag] if flag.starts_with("--email=") => {
-            create_admin(&config, &flag["--email=".len()..]).await
-        }
-        ["promote", email] => admin::promote(&config, email)
+        Command::CreateAdmin { email } => create_admin(&config, &email).await,
+        Command::Promote { email } => admin::promote(&config, &email)
             .await
             .map(|()| eprintln!("newsapi: {email} is now an admin"))
             .map_err(|e| e.to_string()),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +84,12 @@ async fn create_admin(config: &Config, email: &str) -> Result<(), String> {
         .map(|p| p.strip_suffix('\r').unwrap_or(p))
         .unwrap_or(&password)
         .to_string();
+    if password.is_empty() {
+        return Err(format!(
+            "no password on standard input; pipe it in, e.g. \
+             printf '%s\\n' 'a long passphrase' | newsapi create-admin --email {email}"
+        ));
+    }
     let id = admin::create_admin(config, email, password)
         .await
         .map_err(|e| e.to_string())?;
