@@ -6,6 +6,7 @@ mod attacks;
 mod auth;
 mod conditional;
 mod contract;
+mod db;
 mod errors;
 mod helpers;
 mod news;

@@ -1,0 +1,272 @@
+//! Query-level tests of `db/`: the statements themselves, on a fresh database cloned from the
+//! migrated template, without a server in between.
+
+use chrono::{DateTime, TimeDelta, Utc};
+use diesel_async::AsyncPgConnection;
+use newsapi::{
+    auth::hash_refresh_token,
+    db::{
+        news::{self, NewsChanges, NewsFilter, WriteOutcome, Writer},
+        sessions::{self, Rotation},
+        users,
+    },
+    domain::{Cursor, Email, NewsDraft, NewsEdit, Role, SortOrder},
+};
+use uuid::Uuid;
+
+use crate::helpers::TestDatabase;
+
+async fn user(conn: &mut AsyncPgConnection, email: &str, role: Role) -> Uuid {
+    let email = Email::parse(email).unwrap();
+    users::insert_user(conn, &email, None, role, "not a real hash")
+        .await
+        .unwrap()
+        .expect("a new email")
+        .id
+}
+
+fn draft(title: &str, date_created: DateTime<Utc>) -> NewsDraft {
+    NewsDraft::parse(title.into(), "Body".into(), Some(date_created)).unwrap()
+}
+
+fn titles(rows: &[news::NewsRow]) -> Vec<&str> {
+    rows.iter().map(|row| row.title.as_str()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keyset_pages_walk_every_row_once_in_either_order_even_through_ties() {
+    // Arrange: five news, two pairs sharing a date_created (ties are broken by id).
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    let author = user(&mut conn, "ada@example.com", Role::User).await;
+    let t0 = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&Utc);
+    let dates = [0, 1, 1, 2, 2].map(|h| t0 + TimeDelta::hours(h));
+    let mut inserted = Vec::new();
+    for (i, date) in dates.into_iter().enumerate() {
+        let row = news::insert_news(&mut conn, author, draft(&format!("N{i}"), date))
+            .await
+            .unwrap();
+        inserted.push((row.date_created, row.id, row.title));
+    }
+
+    for order in [SortOrder::NewestFirst, SortOrder::OldestFirst] {
+        let mut expected = inserted.clone();
+        expected.sort();
+        if order == SortOrder::NewestFirst {
+            expected.reverse();
+        }
+        let expected: Vec<&str> = expected.iter().map(|(_, _, t)| t.as_str()).collect();
+
+        // Act: pages of two.
+        let mut seen = Vec::new();
+        let mut after: Option<Cursor> = None;
+        let mut pages = 0;
+        loop {
+            let page = news::list_page(&mut conn, &NewsFilter::default(), order, 2, after)
+                .await
+                .unwrap();
+            pages += 1;
+            seen.extend(titles(&page.rows).into_iter().map(str::to_string));
+            match page.next {
+                Some(cursor) => {
+                    assert_eq!(cursor.order, order);
+                    after = Some(cursor);
+                }
+                None => break,
+            }
+            assert!(pages < 10, "{order:?}: the pages never end");
+        }
+
+        // Assert: every row once, in order, in three pages (2 + 2 + 1), the last without a cursor.
+        assert_eq!(seen, expected, "{order:?}");
+        assert_eq!(pages, 3, "{order:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_that_ends_exactly_at_the_last_row_has_no_next_cursor() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    let author = user(&mut conn, "ada@example.com", Role::User).await;
+    for i in 0..2 {
+        news::insert_news(&mut conn, author, draft(&format!("N{i}"), Utc::now()))
+            .await
+            .unwrap();
+    }
+    let page = news::list_page(
+        &mut conn,
+        &NewsFilter::default(),
+        SortOrder::NewestFirst,
+        2,
+        None,
+    )
+    .await
+    .unwrap();
+    assert_eq!(page.rows.len(), 2);
+    assert!(page.next.is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_guarded_write_tells_missing_from_not_owner_from_stale_and_bumps_the_version() {
+    // Arrange
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    let author = user(&mut conn, "ada@example.com", Role::User).await;
+    let other = user(&mut conn, "bob@example.com", Role::User).await;
+    let admin = user(&mut conn, "root@example.com", Role::Admin).await;
+    let item = news::insert_news(&mut conn, author, draft("Original", Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(item.version, 1);
+    let edit =
+        |title: &str| NewsChanges::from(NewsEdit::parse(Some(title.into()), None, None).unwrap());
+    let as_user = |user_id, role| Writer { user_id, role };
+
+    // Act and assert, case by case, in order (each write that succeeds bumps the version).
+    let cases: [(&str, Uuid, Writer, Option<Vec<i64>>, &str); 6] = [
+        (
+            "a missing row",
+            Uuid::now_v7(),
+            as_user(author, Role::User),
+            None,
+            "missing",
+        ),
+        (
+            "someone else's row",
+            item.id,
+            as_user(other, Role::User),
+            None,
+            "not owner",
+        ),
+        (
+            "someone else's row at a stale version is still 403",
+            item.id,
+            as_user(other, Role::User),
+            Some(vec![7]),
+            "not owner",
+        ),
+        (
+            "the author at a stale version",
+            item.id,
+            as_user(author, Role::User),
+            Some(vec![2]),
+            "stale",
+        ),
+        (
+            "the author at the current version",
+            item.id,
+            as_user(author, Role::User),
+            Some(vec![1]),
+            "done v2",
+        ),
+        (
+            "an admin, any version",
+            item.id,
+            as_user(admin, Role::Admin),
+            None,
+            "done v3",
+        ),
+    ];
+    for (case, id, writer, versions, expected) in cases {
+        let outcome = news::update_news(&mut conn, id, writer, versions.as_deref(), &edit(case))
+            .await
+            .unwrap();
+        let got = match outcome {
+            WriteOutcome::Done(row) => format!("done v{}", row.version),
+            WriteOutcome::Missing => "missing".into(),
+            WriteOutcome::NotOwner => "not owner".into(),
+            WriteOutcome::Stale => "stale".into(),
+        };
+        assert_eq!(got, expected, "{case}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rotated_refresh_token_presented_again_revokes_its_whole_session() {
+    // Arrange: a session with its first token.
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    let user_id = user(&mut conn, "ada@example.com", Role::User).await;
+    let later = Utc::now() + TimeDelta::days(1);
+    let (first, second, third) = (
+        hash_refresh_token("first"),
+        hash_refresh_token("second"),
+        hash_refresh_token("third"),
+    );
+    let (family_id, expires_at) = sessions::start_session(
+        &mut conn,
+        user_id,
+        later,
+        &first,
+        later + TimeDelta::days(1),
+    )
+    .await
+    .unwrap();
+    assert_eq!(expires_at, later, "a token never outlives its session");
+
+    // Act: rotate once, then present the spent token again, then the new one.
+    let rotated = sessions::rotate(&mut conn, &first, &second, later)
+        .await
+        .unwrap();
+    let reused = sessions::rotate(&mut conn, &first, &third, later)
+        .await
+        .unwrap();
+    let after_reuse = sessions::rotate(&mut conn, &second, &third, later)
+        .await
+        .unwrap();
+
+    // Assert
+    assert!(
+        matches!(rotated, Rotation::Rotated { family_id: f, .. } if f == family_id),
+        "{rotated:?}"
+    );
+    assert!(matches!(reused, Rotation::Reused), "{reused:?}");
+    assert!(
+        matches!(after_reuse, Rotation::Invalid),
+        "the newest token dies with its session: {after_reuse:?}"
+    );
+    let unknown = sessions::rotate(
+        &mut conn,
+        &hash_refresh_token("never issued"),
+        &third,
+        later,
+    )
+    .await
+    .unwrap();
+    assert!(matches!(unknown, Rotation::Invalid), "{unknown:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_email_taken_in_another_letter_case_is_refused_without_an_error() {
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    user(&mut conn, "Ada@Example.com", Role::User).await;
+    let again = users::insert_user(
+        &mut conn,
+        &Email::parse("ada@EXAMPLE.com").unwrap(),
+        None,
+        Role::User,
+        "hash",
+    )
+    .await
+    .unwrap();
+    assert!(again.is_none());
+    let promoted = users::set_role(
+        &mut conn,
+        &Email::parse("ADA@example.com").unwrap(),
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    assert!(promoted);
+    let nobody = users::set_role(
+        &mut conn,
+        &Email::parse("bob@example.com").unwrap(),
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    assert!(!nobody);
+}
