@@ -125,7 +125,7 @@ async fn a_guarded_write_tells_missing_from_not_owner_from_stale_and_bumps_the_v
     let as_user = |user_id, role| Writer { user_id, role };
 
     // Act and assert, case by case, in order (each write that succeeds bumps the version).
-    let cases: [(&str, Uuid, Writer, Option<Vec<i64>>, &str); 6] = [
+    let cases = [
         (
             "a missing row",
             Uuid::now_v7(),
