@@ -1,13 +1,15 @@
 //! newsapi: a spec-first News REST API secured with JWT, over PostgreSQL.
 //!
-//! A tour, from the outside in:
+//! A tour, from the outside in (`docs/architecture.md` has the whole picture):
 //! - [`config`] reads the environment once; [`telemetry`] sets up logging.
 //! - [`startup`] migrates the database, builds the routes and serves them.
-//! - [`api`] holds the operations of `openapi.yaml`, one module per area, and the bearer scheme.
-//! - [`domain`] holds the checked types every request is parsed into.
-//! - [`auth`] hashes passwords (off the async runtime) and signs and verifies access tokens.
-//! - [`db`] holds the schema, the rows and the queries.
+//! - [`api`] holds the operations of `openapi.yaml`, one module per area, the bearer scheme and
+//!   the extractors that carry the signed-in user and the request's database connection.
+//! - [`domain`] holds the checked types every request is parsed into, and the rules they enforce.
+//! - [`auth`] hashes passwords (off the async runtime), signs and verifies tokens, and signs in.
+//! - [`db`] holds the schema, the rows and the queries, which take domain values.
 //! - [`error`] renders every failure as RFC 9457 problem+json.
+//! - [`admin`] runs the administrative commands (`create-admin`, `promote`).
 
 pub mod admin;
 pub mod api;
