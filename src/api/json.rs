@@ -1,10 +1,10 @@
 //! `Json<T>`: a JSON response body, described in the spec exactly as poem-openapi's own
 //! `payload::Json<T>` (same media type, same schema), but encoded with `sonic-rs`.
 //!
-//! serde_json escapes strings one byte at a time; a page of 20 news items is ~40 KB of text, and
-//! encoding it took 44 % of the server's instructions for `GET /news` (callgrind, see
-//! BENCHMARKS.md). sonic-rs scans strings with SIMD and writes the same JSON. Request bodies are
-//! still read with serde_json ([`super::JsonBody`]): they are small and their errors matter more.
+//! serde_json escapes strings one byte at a time, which dominated the cost of a page of news;
+//! sonic-rs scans strings with SIMD and writes the same JSON (decision log D3 in BENCHMARKS.md).
+//! Request bodies are still read with serde_json ([`super::JsonBody`]): they are small and their
+//! errors matter more.
 
 use poem::{IntoResponse, Response, error::ResponseError, http::StatusCode};
 use poem_openapi::{

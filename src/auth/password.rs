@@ -8,12 +8,9 @@
 //! one per concurrent sign-in, at the same priority as everything else).
 //!
 //! Why `SCHED_IDLE` and not a nice value: Linux shares CPU between groups of processes before it
-//! shares it between threads (a cgroup per systemd service; an autogroup per session otherwise),
-//! and PostgreSQL on the same host is in another group. A nice-10 thread still carries a tenth of
-//! a normal thread's weight into its group's claim on a core, and with hashing on both cores the
-//! kernel intermittently left PostgreSQL's backends waiting 0.1–0.4 s to run (measured with
-//! `sched_switch` tracing; BENCHMARKS.md, S7). A `SCHED_IDLE` thread's weight is a 340th of a
-//! normal one's, and those stalls went away.
+//! shares it between threads, and PostgreSQL on the same host is in another group, so nice-10
+//! hashing threads still left PostgreSQL's backends waiting to run; under `SCHED_IDLE` those stalls
+//! went away (decision log D1 in BENCHMARKS.md, with the measurements).
 
 use std::{
     panic::AssertUnwindSafe,

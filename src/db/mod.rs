@@ -64,7 +64,7 @@ impl DbSetupError {
 /// Builds the pool (connections open lazily) with a bounded wait for a free connection.
 ///
 /// A connection goes back into use without the default test query (`SELECT 1` before every
-/// checkout, a round trip that doubled the statements of an authenticated read). A connection whose
+/// checkout; decision log D2 in BENCHMARKS.md). A connection whose
 /// socket has closed or whose transaction broke is still dropped at checkout (diesel-async's
 /// `is_broken` looks at both); one that dies while idle fails its next query, which answers 503.
 ///

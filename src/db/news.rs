@@ -125,7 +125,7 @@ pub enum WriteOutcome<T> {
 type Condition = Box<dyn BoxableExpression<news::table, Pg, SqlType = Bool>>;
 
 /// A condition every row meets. A bound `true`, not `sql("TRUE")`: diesel never caches a statement
-/// that holds an SQL literal as a prepared statement.
+/// that holds an SQL literal as a prepared statement (decision log D4 in BENCHMARKS.md).
 fn every_row() -> Condition {
     Box::new(true.into_sql::<Bool>())
 }
@@ -136,7 +136,7 @@ fn matching(filter: &NewsFilter) -> Condition {
         // `search` is the stored `to_tsvector('english', title || ' ' || body)`, indexed by
         // `news_search_idx`. Left an SQL literal on purpose: a search is then never a cached
         // prepared statement, so PostgreSQL plans it for its own words (a frequent word walks the
-        // date index, a rare one the GIN index) instead of settling on one generic plan.
+        // date index, a rare one the GIN index) instead of settling on one generic plan (D7).
         conditions.push(Box::new(
             sql::<Bool>("search @@ websearch_to_tsquery('english', ")
                 .bind::<Text, _>(text.clone())
