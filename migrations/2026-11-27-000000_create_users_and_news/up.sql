@@ -35,5 +35,6 @@ CREATE INDEX news_author_date_created_id_idx ON news (author_id, date_created, i
 
 -- Full-text search over title and body. An expression index rather than a generated tsvector column:
 -- the query repeats the same expression (see db::news), and the schema stays free of a type diesel
--- does not know.
+-- does not know. (Superseded by migration 2026-11-27-020000: a stored tsvector column, decision log
+-- D6 in BENCHMARKS.md.)
 CREATE INDEX news_fulltext_idx ON news USING gin (to_tsvector('english', title || ' ' || body));
