@@ -7,10 +7,12 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::{Method, Response, header};
 use serde_json::{Value, json};
 
+use std::time::Duration;
+
 use crate::helpers::{
     PASSWORD, TEST_SECRET, TestApp, access_token, assert_invalid_token, assert_no_internals,
     assert_problem, claims_of, db_count, db_execute, db_text, error_fields, refresh_token,
-    sign_token, spawn_app, spawn_app_with, users, www_authenticate,
+    sign_token, spawn_app, spawn_app_with, users, wait_for_db, www_authenticate,
 };
 
 const ADA: &str = "ada@example.com";
@@ -1052,12 +1054,21 @@ async fn hostile_news_ids_in_the_path_are_a_clean_4xx_and_change_nothing() {
 // ---------------------------------------------------------------------------------------------
 // Slow clients
 
+/// How many of the server's connections to the app's database last ran the bearer-token session
+/// check (`users` joined to `refresh_families`) and are idle now. The polling connections are left
+/// out: their own query text holds the pattern.
+const SESSION_CHECKED_AND_IDLE: &str = "SELECT count(*) FROM pg_stat_activity \
+     WHERE datname = current_database() AND pid <> pg_backend_pid() AND state = 'idle' \
+     AND query LIKE '%\"users\" INNER JOIN \"refresh_families\"%' \
+     AND query NOT LIKE '%pg_stat_activity%'";
+
 /// A client that uploads a body slowly holds no database connection while it does: with a pool
 /// of one, another client's read is answered meanwhile, and the upload still succeeds once done.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_slow_upload_holds_no_database_connection() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+    // Arrange: the pool's one connection last ran the insert of this item, not a session check
     let app = spawn_app_with(&[("DATABASE_POOL_SIZE", "1")]).await;
     let (tokens, _) = issued(&app).await;
     let token = access_token(&tokens);
@@ -1067,7 +1078,14 @@ async fn a_slow_upload_holds_no_database_connection() {
             &json!({"title": "Held", "body": "Not by a slow client"}),
         )
         .await;
+    assert_eq!(
+        db_count(&app, SESSION_CHECKED_AND_IDLE).await,
+        0,
+        "no session check has run since the insert"
+    );
 
+    // Act: send the head and half the body, then wait until the server has checked the upload's
+    // token, the one query it makes before it reads the body
     let body = json!({"title": "Slow", "body": "Uploaded one half at a time"}).to_string();
     let (first, rest) = body.split_at(body.len() / 2);
     let mut stream = tokio::net::TcpStream::connect(app.address.trim_start_matches("http://"))
@@ -1080,9 +1098,13 @@ async fn a_slow_upload_holds_no_database_connection() {
     );
     stream.write_all(head.as_bytes()).await.unwrap();
     stream.flush().await.unwrap();
-    // Let the server authenticate the upload and start waiting for the rest of its body.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-
+    wait_for_db(
+        &app,
+        SESSION_CHECKED_AND_IDLE,
+        "the session check of the upload, whose body is half sent",
+        Duration::from_secs(10),
+    )
+    .await;
     let read = app
         .authed(
             Method::GET,
@@ -1092,12 +1114,13 @@ async fn a_slow_upload_holds_no_database_connection() {
         .send()
         .await
         .unwrap();
+
+    // Assert: the read got the pool's one connection while the upload was still being sent
     assert_eq!(
         read.status(),
         200,
         "the read waited for the upload's connection"
     );
-
     stream.write_all(rest.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();

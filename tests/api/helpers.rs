@@ -357,6 +357,19 @@ pub async fn db_execute(app: &TestApp, statement: &str) -> usize {
         .unwrap_or_else(|err| panic!("{statement}: {err}"))
 }
 
+/// Polls `query`, a count, until it is above zero: for a test that must not act before the server
+/// has reached a state only the database shows. Fails the test, naming `what`, after `timeout`.
+pub async fn wait_for_db(app: &TestApp, query: &str, what: &str, timeout: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while db_count(app, query).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {timeout:?} in vain for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The claims of a token the server issued, read without verifying it; tests change one claim
 /// and re-sign it with [`sign_token`].
 pub fn claims_of(token: &str) -> Value {
