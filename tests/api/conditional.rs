@@ -3,22 +3,10 @@
 use reqwest::{Method, Response, header};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, assert_problem, db_count, db_text, spawn_app};
-
-/// An author with one news item: (token, news id, the item's ETag from its creation).
-async fn author_with_news(app: &TestApp) -> (String, String, String) {
-    let (_, token) = app.new_user("author@example.com").await;
-    let response = app
-        .authed(Method::POST, "/news", &token)
-        .json(&json!({"title": "Original title", "body": "Original body"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let tag = etag(&response);
-    let news: Value = response.json().await.unwrap();
-    (token, news["id"].as_str().unwrap().to_string(), tag)
-}
+use crate::helpers::{
+    AuthorWithNews, TestApp, assert_problem, assert_problem_for, author_with_news, db_text,
+    news_rows, spawn_app, stored_news,
+};
 
 /// The `ETag` of a response, which must have one.
 fn etag(response: &Response) -> String {
@@ -29,18 +17,6 @@ fn etag(response: &Response) -> String {
         .to_str()
         .unwrap()
         .to_string()
-}
-
-/// Everything stored about a news item, to show that a refused write changed nothing.
-async fn stored(app: &TestApp, id: &str) -> String {
-    db_text(
-        app,
-        &format!(
-            "SELECT title || '|' || body || '|' || date_created::text || '|' || \
-             date_updated::text || '|' || version::text FROM news WHERE id = '{id}'"
-        ),
-    )
-    .await
 }
 
 async fn get(app: &TestApp, token: &str, id: &str, if_none_match: Option<&str>) -> Response {
@@ -88,10 +64,6 @@ async fn patch_title(
     .await
 }
 
-async fn news_rows(app: &TestApp) -> i64 {
-    db_count(app, "SELECT count(*) FROM news").await
-}
-
 // ---------------------------------------------------------------------------------------------
 // ETag and If-None-Match
 
@@ -99,7 +71,12 @@ async fn news_rows(app: &TestApp) -> i64 {
 async fn getting_a_news_item_returns_a_strong_etag_equal_to_the_one_from_its_creation() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, created_tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: created_tag,
+        ..
+    } = author_with_news(&app).await;
 
     // Act
     let response = get(&app, &token, &id, None).await;
@@ -115,83 +92,55 @@ async fn getting_a_news_item_returns_a_strong_etag_equal_to_the_one_from_its_cre
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn if_none_match_with_the_current_etag_is_304_with_an_empty_body() {
-    // Arrange
+async fn if_none_match_is_304_when_a_tag_matches_and_200_with_the_item_otherwise() {
+    // Arrange: reads change nothing, so the cases can share one item
     let app = spawn_app().await;
-    let (token, id, _) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: created_tag,
+        ..
+    } = author_with_news(&app).await;
     let tag = etag(&get(&app, &token, &id, None).await);
 
-    // Act
-    let response = get(&app, &token, &id, Some(&tag)).await;
+    for (case, if_none_match, status) in [
+        ("the current ETag, from a read", tag.clone(), 304),
+        ("the ETag from the creation", created_tag, 304),
+        ("the weak form of the current ETag", format!("W/{tag}"), 304),
+        (
+            "a list holding the current ETag",
+            format!("\"other\", {tag}"),
+            304,
+        ),
+        ("*, for an existing item", "*".to_string(), 304),
+        ("another tag", "\"some-other-tag\"".to_string(), 200),
+    ] {
+        // Act
+        let response = get(&app, &token, &id, Some(&if_none_match)).await;
 
-    // Assert
-    assert_eq!(response.status(), 304);
-    assert_eq!(etag(&response), tag);
-    assert!(response.bytes().await.unwrap().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn if_none_match_with_the_weak_form_of_the_current_etag_is_304() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
-
-    // Act
-    let response = get(&app, &token, &id, Some(&format!("W/{tag}"))).await;
-
-    // Assert
-    assert_eq!(response.status(), 304);
-    assert!(response.bytes().await.unwrap().is_empty());
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn if_none_match_with_a_list_holding_the_current_etag_is_304() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
-
-    // Act
-    let response = get(&app, &token, &id, Some(&format!("\"other\", {tag}"))).await;
-
-    // Assert
-    assert_eq!(response.status(), 304);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn if_none_match_star_is_304_for_an_existing_item() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, _) = author_with_news(&app).await;
-
-    // Act
-    let response = get(&app, &token, &id, Some("*")).await;
-
-    // Assert
-    assert_eq!(response.status(), 304);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn if_none_match_with_another_tag_is_200_with_the_item() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
-
-    // Act
-    let response = get(&app, &token, &id, Some("\"some-other-tag\"")).await;
-
-    // Assert
-    assert_eq!(response.status(), 200);
-    assert_eq!(etag(&response), tag);
-    let news: Value = response.json().await.unwrap();
-    assert_eq!(news["id"], id.as_str());
-    assert_eq!(news["title"], "Original title");
+        // Assert
+        assert_eq!(response.status(), status, "{case}");
+        assert_eq!(etag(&response), tag, "{case}");
+        if status == 304 {
+            assert!(response.bytes().await.unwrap().is_empty(), "{case}");
+        } else {
+            let news: Value = response.json().await.unwrap();
+            assert_eq!(news["id"], id.as_str(), "{case}");
+            assert_eq!(news["title"], "Original title", "{case}");
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn if_none_match_with_the_etag_from_before_a_change_is_200_with_the_new_item() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, old_tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: old_tag,
+        ..
+    } = author_with_news(&app).await;
     let changed = patch_title(&app, &token, &id, None, "Changed title").await;
     assert_eq!(changed.status(), 200);
     let new_tag = etag(&changed);
@@ -206,19 +155,6 @@ async fn if_none_match_with_the_etag_from_before_a_change_is_200_with_the_new_it
     assert_eq!(news["title"], "Changed title");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn creating_news_returns_an_etag_that_if_none_match_recognises() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, created_tag) = author_with_news(&app).await;
-
-    // Act
-    let response = get(&app, &token, &id, Some(&created_tag)).await;
-
-    // Assert
-    assert_eq!(response.status(), 304);
-}
-
 // ---------------------------------------------------------------------------------------------
 // If-Match on PUT, PATCH and DELETE
 
@@ -226,7 +162,12 @@ async fn creating_news_returns_an_etag_that_if_none_match_recognises() {
 async fn put_with_the_current_etag_in_if_match_is_200_with_a_new_etag() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: tag,
+        ..
+    } = author_with_news(&app).await;
 
     // Act
     let response = write(
@@ -247,7 +188,7 @@ async fn put_with_the_current_etag_in_if_match_is_200_with_a_new_etag() {
     assert_eq!(news["title"], "Replaced");
     assert_eq!(etag(&get(&app, &token, &id, None).await), new_tag);
     assert!(
-        stored(&app, &id)
+        stored_news(&app, &id)
             .await
             .starts_with("Replaced|Replaced body|")
     );
@@ -257,7 +198,12 @@ async fn put_with_the_current_etag_in_if_match_is_200_with_a_new_etag() {
 async fn patch_with_the_current_etag_in_if_match_is_200_with_a_new_etag() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: tag,
+        ..
+    } = author_with_news(&app).await;
 
     // Act
     let response = patch_title(&app, &token, &id, Some(&tag), "Patched").await;
@@ -275,7 +221,12 @@ async fn patch_with_the_current_etag_in_if_match_is_200_with_a_new_etag() {
 async fn delete_with_the_current_etag_in_if_match_is_204() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: tag,
+        ..
+    } = author_with_news(&app).await;
 
     // Act
     let response = write(&app, &token, Method::DELETE, &id, Some(&tag), None).await;
@@ -289,7 +240,12 @@ async fn delete_with_the_current_etag_in_if_match_is_204() {
 async fn the_etag_of_a_write_response_is_the_one_the_next_write_must_name() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, first) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: first,
+        ..
+    } = author_with_news(&app).await;
     let response = patch_title(&app, &token, &id, Some(&first), "Second").await;
     assert_eq!(response.status(), 200);
     let second = etag(&response);
@@ -302,110 +258,85 @@ async fn the_etag_of_a_write_response_is_the_one_the_next_write_must_name() {
     assert_eq!(with_second.status(), 200);
     assert_ne!(etag(&with_second), second);
     assert_problem(with_first, 412).await;
-    assert!(stored(&app, &id).await.starts_with("Third|"));
+    assert!(stored_news(&app, &id).await.starts_with("Third|"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn put_with_a_stale_etag_is_412_and_changes_nothing() {
-    // Arrange: someone else's write makes the tag stale
+async fn a_write_whose_if_match_names_no_current_etag_is_412_and_changes_nothing() {
+    // Arrange: another write makes the creation's tag stale; refused writes change nothing, so
+    // the cases can share one item
     let app = spawn_app().await;
-    let (token, id, stale) = author_with_news(&app).await;
-    assert_eq!(
-        patch_title(&app, &token, &id, None, "Newer").await.status(),
-        200
-    );
-    let before = stored(&app, &id).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: stale,
+        ..
+    } = author_with_news(&app).await;
+    let newer = patch_title(&app, &token, &id, None, "Newer").await;
+    assert_eq!(newer.status(), 200);
+    let current = etag(&newer);
+    let before = stored_news(&app, &id).await;
+    let replacement = || Some(json!({"title": "Overwrite", "body": "Overwrite"}));
+    let patch = || Some(json!({"title": "Overwrite"}));
 
-    // Act
-    let response = write(
-        &app,
-        &token,
-        Method::PUT,
-        &id,
-        Some(&stale),
-        Some(json!({"title": "Overwrite", "body": "Overwrite"})),
-    )
-    .await;
-
-    // Assert
-    assert_problem(response, 412).await;
-    assert_eq!(stored(&app, &id).await, before);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn patch_with_a_stale_etag_is_412_and_changes_nothing() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, stale) = author_with_news(&app).await;
-    assert_eq!(
-        patch_title(&app, &token, &id, None, "Newer").await.status(),
-        200
-    );
-    let before = stored(&app, &id).await;
-
-    // Act
-    let response = patch_title(&app, &token, &id, Some(&stale), "Overwrite").await;
-
-    // Assert
-    assert_problem(response, 412).await;
-    assert_eq!(stored(&app, &id).await, before);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn delete_with_a_stale_etag_is_412_and_keeps_the_item() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, stale) = author_with_news(&app).await;
-    assert_eq!(
-        patch_title(&app, &token, &id, None, "Newer").await.status(),
-        200
-    );
-    let before = stored(&app, &id).await;
-
-    // Act
-    let response = write(&app, &token, Method::DELETE, &id, Some(&stale), None).await;
-
-    // Assert
-    assert_problem(response, 412).await;
-    assert_eq!(news_rows(&app).await, 1);
-    assert_eq!(stored(&app, &id).await, before);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_weak_etag_in_if_match_never_matches_so_the_write_is_412() {
-    // Arrange: If-Match compares strongly (RFC 9110 §13.1.1)
-    let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
-    let before = stored(&app, &id).await;
-
-    // Act
-    let response = patch_title(&app, &token, &id, Some(&format!("W/{tag}")), "Weak").await;
-
-    // Assert
-    assert_problem(response, 412).await;
-    assert_eq!(stored(&app, &id).await, before);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_if_match_the_server_never_made_is_412_and_changes_nothing() {
-    // Arrange
-    let app = spawn_app().await;
-    let (token, id, _) = author_with_news(&app).await;
-    let before = stored(&app, &id).await;
-
-    for tag in [
-        "\"' OR 1=1 --\"",
-        "\"v1 OR 1=1\"",
-        "\"v-1\"",
-        "garbage",
-        "\"\"",
+    for (case, method, if_match, body) in [
+        (
+            "PUT with a stale ETag",
+            Method::PUT,
+            stale.clone(),
+            replacement(),
+        ),
+        (
+            "PATCH with a stale ETag",
+            Method::PATCH,
+            stale.clone(),
+            patch(),
+        ),
+        ("DELETE with a stale ETag", Method::DELETE, stale, None),
+        // If-Match compares strongly (RFC 9110 §13.1.1)
+        (
+            "the weak form of the current ETag",
+            Method::PATCH,
+            format!("W/{current}"),
+            patch(),
+        ),
+        (
+            "SQL in a tag",
+            Method::PATCH,
+            "\"' OR 1=1 --\"".to_string(),
+            patch(),
+        ),
+        (
+            "a tag with SQL",
+            Method::PATCH,
+            "\"v1 OR 1=1\"".to_string(),
+            patch(),
+        ),
+        (
+            "a negative version",
+            Method::PATCH,
+            "\"v-1\"".to_string(),
+            patch(),
+        ),
+        (
+            "an unquoted tag",
+            Method::PATCH,
+            "garbage".to_string(),
+            patch(),
+        ),
+        ("an empty tag", Method::PATCH, "\"\"".to_string(), patch()),
     ] {
         // Act
-        let response = patch_title(&app, &token, &id, Some(tag), "Forced").await;
+        let response = write(&app, &token, method, &id, Some(&if_match), body).await;
 
         // Assert
-        assert_problem(response, 412).await;
-        assert_eq!(stored(&app, &id).await, before, "If-Match: {tag}");
+        assert_problem_for(response, 412, case).await;
+        assert_eq!(news_rows(&app).await, 1, "{case}: the item is kept");
+        assert_eq!(
+            stored_news(&app, &id).await,
+            before,
+            "{case}: nothing changed"
+        );
     }
 }
 
@@ -413,7 +344,12 @@ async fn an_if_match_the_server_never_made_is_412_and_changes_nothing() {
 async fn if_match_with_a_list_holding_the_current_etag_is_accepted() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: tag,
+        ..
+    } = author_with_news(&app).await;
 
     // Act
     let response = patch_title(
@@ -427,14 +363,14 @@ async fn if_match_with_a_list_holding_the_current_etag_is_accepted() {
 
     // Assert
     assert_eq!(response.status(), 200);
-    assert!(stored(&app, &id).await.starts_with("Listed|"));
+    assert!(stored_news(&app, &id).await.starts_with("Listed|"));
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn if_match_star_lets_put_patch_and_delete_through() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, _) = author_with_news(&app).await;
+    let AuthorWithNews { token, id, .. } = author_with_news(&app).await;
 
     // Act
     let put = write(
@@ -449,7 +385,7 @@ async fn if_match_star_lets_put_patch_and_delete_through() {
     let put_status = put.status();
     let patch = patch_title(&app, &token, &id, Some("*"), "Star patch").await;
     let patch_status = patch.status();
-    let after_patch = stored(&app, &id).await;
+    let after_patch = stored_news(&app, &id).await;
     let delete = write(&app, &token, Method::DELETE, &id, Some("*"), None).await;
 
     // Assert
@@ -464,14 +400,19 @@ async fn if_match_star_lets_put_patch_and_delete_through() {
 async fn a_stale_if_match_on_another_users_news_is_403_not_412() {
     // Arrange
     let app = spawn_app().await;
-    let (author_token, id, stale) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token: author_token,
+        id,
+        etag: stale,
+        ..
+    } = author_with_news(&app).await;
     assert_eq!(
         patch_title(&app, &author_token, &id, None, "Newer")
             .await
             .status(),
         200
     );
-    let before = stored(&app, &id).await;
+    let before = stored_news(&app, &id).await;
     let (_, intruder) = app.new_user("intruder@example.com").await;
 
     // Act
@@ -491,14 +432,16 @@ async fn a_stale_if_match_on_another_users_news_is_403_not_412() {
     assert_problem(put, 403).await;
     assert_problem(patch, 403).await;
     assert_problem(delete, 403).await;
-    assert_eq!(stored(&app, &id).await, before);
+    assert_eq!(stored_news(&app, &id).await, before);
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_if_match_on_an_unknown_id_is_404_not_412() {
     // Arrange
     let app = spawn_app().await;
-    let (token, _, tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token, etag: tag, ..
+    } = author_with_news(&app).await;
     let unknown = uuid::Uuid::new_v4().to_string();
 
     // Act
@@ -515,7 +458,12 @@ async fn an_if_match_on_an_unknown_id_is_404_not_412() {
 async fn of_two_concurrent_writes_naming_the_same_etag_exactly_one_wins_and_no_edit_is_lost() {
     // Arrange
     let app = spawn_app().await;
-    let (token, id, mut tag) = author_with_news(&app).await;
+    let AuthorWithNews {
+        token,
+        id,
+        etag: mut tag,
+        ..
+    } = author_with_news(&app).await;
 
     for round in 0..5 {
         // Act
@@ -534,7 +482,9 @@ async fn of_two_concurrent_writes_naming_the_same_etag_exactly_one_wins_and_no_e
         assert_problem(loser, 412).await;
         tag = etag(&winner);
         assert!(
-            stored(&app, &id).await.starts_with(&format!("{title}|")),
+            stored_news(&app, &id)
+                .await
+                .starts_with(&format!("{title}|")),
             "round {round}: the stored title is the winner's"
         );
         let version = db_text(

@@ -6,129 +6,13 @@ use reqwest::{Method, RequestBuilder, header};
 use serde_json::json;
 
 use crate::helpers::{
-    PASSWORD, TestApp, assert_no_internals, assert_problem, db_count, db_execute, spawn_app,
+    PASSWORD, TestApp, assert_no_internals, assert_problem, assert_problem_for, db_count,
+    db_execute, news_rows, spawn_app, users,
 };
 
 /// A JSON body of a little over 1 MiB: 1.1 MB in one string field.
 fn oversized_news() -> String {
     json!({"title": "Big", "body": "x".repeat(1_100_000)}).to_string()
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn an_unknown_route_is_404_problem() {
-    // Arrange
-    let app = spawn_app().await;
-
-    // Act
-    let response = app.request(Method::GET, "/nope").send().await.unwrap();
-
-    // Assert
-    assert_problem(response, 404).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn deleting_healthz_is_405_problem() {
-    // Arrange
-    let app = spawn_app().await;
-
-    // Act
-    let response = app
-        .request(Method::DELETE, "/healthz")
-        .send()
-        .await
-        .unwrap();
-
-    // Assert
-    assert_eq!(
-        response.headers().get("allow").unwrap(),
-        "GET, HEAD",
-        "a 405 names the methods the resource supports (RFC 9110 §15.5.6)"
-    );
-    assert_problem(response, 405).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn putting_the_news_collection_is_405_problem_and_creates_nothing() {
-    // Arrange
-    let app = spawn_app().await;
-    let (_, token) = app.new_user("ada@example.com").await;
-
-    // Act
-    let response = app
-        .authed(Method::PUT, "/news", &token)
-        .json(&json!({"title": "Title", "body": "Body"}))
-        .send()
-        .await
-        .unwrap();
-
-    // Assert
-    assert_eq!(
-        response.headers().get("allow").unwrap(),
-        "GET, PATCH, POST, HEAD"
-    );
-    assert_problem(response, 405).await;
-    assert_eq!(db_count(&app, "SELECT count(*) FROM news").await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_news_body_over_1_mib_is_413_problem_and_creates_nothing() {
-    // Arrange
-    let app = spawn_app().await;
-    let (_, token) = app.new_user("ada@example.com").await;
-
-    // Act
-    let response = app
-        .authed(Method::POST, "/news", &token)
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(oversized_news())
-        .send()
-        .await
-        .unwrap();
-
-    // Assert
-    assert_problem(response, 413).await;
-    assert_eq!(db_count(&app, "SELECT count(*) FROM news").await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn a_signup_body_over_1_mib_is_413_problem_and_creates_nothing() {
-    // Arrange
-    let app = spawn_app().await;
-    let body =
-        json!({"email": "ada@example.com", "password": PASSWORD, "name": "n".repeat(1_100_000)});
-
-    // Act
-    let response = app
-        .request(Method::POST, "/signup")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-
-    // Assert
-    assert_problem(response, 413).await;
-    assert_eq!(db_count(&app, "SELECT count(*) FROM users").await, 0);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn malformed_json_at_signup_is_400_problem_and_creates_nothing() {
-    // Arrange
-    let app = spawn_app().await;
-
-    // Act
-    let response = app
-        .request(Method::POST, "/signup")
-        .header(header::CONTENT_TYPE, "application/json")
-        .body(r#"{"email": "ada@example.com", "password": "#)
-        .send()
-        .await
-        .unwrap();
-
-    // Assert
-    let problem = assert_problem(response, 400).await;
-    assert_no_internals(&problem.to_string());
-    assert_eq!(db_count(&app, "SELECT count(*) FROM users").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -160,83 +44,155 @@ async fn a_database_fault_is_a_500_problem_that_shows_no_internals() {
     }
 }
 
-/// One request per error layer: (what it is, the request, the status it must get).
-fn bad_requests(app: &TestApp, token: &str) -> Vec<(&'static str, RequestBuilder, u16)> {
+/// A request that one error layer refuses.
+struct BadRequest {
+    /// What it is, for assertion messages.
+    what: &'static str,
+    request: RequestBuilder,
+    /// The status it must get.
+    status: u16,
+    /// The `Allow` header it must get: a 405 names the methods the resource supports (RFC 9110
+    /// §15.5.6).
+    allow: Option<&'static str>,
+}
+
+impl BadRequest {
+    fn new(what: &'static str, request: RequestBuilder, status: u16) -> Self {
+        Self {
+            what,
+            request,
+            status,
+            allow: None,
+        }
+    }
+}
+
+/// One request per error layer, and for some layers one per route kind.
+fn bad_requests(app: &TestApp, token: &str) -> Vec<BadRequest> {
     let unknown = format!("/news/{}", uuid::Uuid::new_v4());
     vec![
-        ("unknown route", app.request(Method::GET, "/nope"), 404),
-        ("wrong method", app.request(Method::DELETE, "/healthz"), 405),
-        (
-            "malformed JSON",
+        BadRequest::new("unknown route", app.request(Method::GET, "/nope"), 404),
+        BadRequest {
+            allow: Some("GET, HEAD"),
+            ..BadRequest::new(
+                "wrong method on /healthz",
+                app.request(Method::DELETE, "/healthz"),
+                405,
+            )
+        },
+        BadRequest {
+            allow: Some("GET, PATCH, POST, HEAD"),
+            ..BadRequest::new(
+                "wrong method on /news",
+                app.authed(Method::PUT, "/news", token)
+                    .json(&json!({"title": "Title", "body": "Body"})),
+                405,
+            )
+        },
+        BadRequest::new(
+            "malformed JSON news",
             app.authed(Method::POST, "/news", token)
                 .header(header::CONTENT_TYPE, "application/json")
                 .body("{"),
             400,
         ),
-        (
+        BadRequest::new(
+            "malformed JSON signup",
+            app.request(Method::POST, "/signup")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(r#"{"email": "bob@example.com", "password": "#),
+            400,
+        ),
+        BadRequest::new(
             "no content type",
             app.authed(Method::POST, "/news", token).body("{}"),
             415,
         ),
-        (
+        BadRequest::new(
             "schema",
             app.authed(Method::POST, "/news", token)
                 .json(&json!({"title": ""})),
             422,
         ),
-        (
+        BadRequest::new(
             "bad parameter",
             app.authed(Method::GET, "/news?limit=abc", token),
             400,
         ),
-        ("no token", app.request(Method::GET, "/whoami"), 401),
-        (
+        BadRequest::new("no token", app.request(Method::GET, "/whoami"), 401),
+        BadRequest::new(
             "bad token",
             app.authed(Method::GET, "/whoami", "not-a-token"),
             401,
         ),
-        (
+        BadRequest::new(
             "wrong password",
             app.request(Method::POST, "/signin")
                 .json(&json!({"email": "ada@example.com", "password": "wrong password"})),
             401,
         ),
-        (
+        BadRequest::new(
             "duplicate email",
             app.request(Method::POST, "/signup")
                 .json(&json!({"email": "ADA@example.com", "password": PASSWORD})),
             409,
         ),
-        ("unknown id", app.authed(Method::GET, &unknown, token), 404),
-        (
-            "too large",
+        BadRequest::new("unknown id", app.authed(Method::GET, &unknown, token), 404),
+        BadRequest::new(
+            "news over 1 MiB",
             app.authed(Method::POST, "/news", token)
                 .header(header::CONTENT_TYPE, "application/json")
                 .body(oversized_news()),
+            413,
+        ),
+        BadRequest::new(
+            "signup over 1 MiB",
+            app.request(Method::POST, "/signup")
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(
+                    json!({
+                        "email": "bob@example.com",
+                        "password": PASSWORD,
+                        "name": "n".repeat(1_100_000),
+                    })
+                    .to_string(),
+                ),
             413,
         ),
     ]
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn every_error_layer_answers_problem_json_that_leaks_nothing() {
+async fn every_error_layer_answers_problem_json_that_leaks_nothing_and_stores_nothing() {
     // Arrange
     let app = spawn_app().await;
     let (_, token) = app.new_user("ada@example.com").await;
 
-    for (what, request, status) in bad_requests(&app, &token) {
+    for BadRequest {
+        what,
+        request,
+        status,
+        allow,
+    } in bad_requests(&app, &token)
+    {
         // Act
         let response = request.send().await.unwrap();
 
         // Assert
-        assert_eq!(response.status().as_u16(), status, "{what}");
-        let problem = assert_problem(response, status).await;
+        let allowed = response
+            .headers()
+            .get(header::ALLOW)
+            .map(|v| v.to_str().unwrap().to_string());
+        assert_eq!(allowed.as_deref(), allow, "{what}: Allow");
+        let problem = assert_problem_for(response, status, what).await;
         assert_eq!(
             problem["title"].as_str().map(str::is_empty),
             Some(false),
             "{what}"
         );
         assert_no_internals(&problem.to_string());
+        assert_eq!(users(&app).await, 1, "{what}: no account created");
+        assert_eq!(news_rows(&app).await, 0, "{what}: no news created");
     }
 }
 

@@ -268,6 +268,31 @@ impl TestApp {
         assert_eq!(response.status(), 201);
         response.json().await.unwrap()
     }
+
+    /// Signs in with `email` and `password`, which must succeed; returns the whole token response
+    /// (`access_token`, `refresh_token`, …).
+    pub async fn tokens(&self, email: &str, password: &str) -> Value {
+        let response = self.signin(email, password).await;
+        assert_eq!(response.status(), 200, "signin of {email}");
+        response.json().await.unwrap()
+    }
+
+    /// `POST /token/refresh` with `refresh_token`.
+    pub async fn refresh(&self, refresh_token: &str) -> Response {
+        self.request(Method::POST, "/token/refresh")
+            .json(&json!({ "refresh_token": refresh_token }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `GET /whoami` with `token` as the bearer token.
+    pub async fn whoami(&self, token: &str) -> Response {
+        self.authed(Method::GET, "/whoami", token)
+            .send()
+            .await
+            .unwrap()
+    }
 }
 
 /// Sends `request` and returns its body as JSON, whatever the status.
@@ -277,18 +302,26 @@ pub async fn json_of(request: RequestBuilder) -> Value {
 
 /// Asserts a response is problem+json with `status`, and returns its body.
 pub async fn assert_problem(response: Response, status: u16) -> Value {
-    assert_eq!(response.status().as_u16(), status, "status");
+    assert_problem_for(response, status, "response").await
+}
+
+/// [`assert_problem`] for one case of a table: every message names `case`.
+pub async fn assert_problem_for(response: Response, status: u16, case: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "{case}: status");
     let content_type = response
         .headers()
         .get("content-type")
         .map(|v| v.to_str().unwrap().to_string())
         .unwrap_or_default();
-    assert_eq!(content_type, "application/problem+json", "content type");
+    assert_eq!(
+        content_type, "application/problem+json",
+        "{case}: content type"
+    );
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body["status"], status, "status in body: {body}");
-    assert!(body["type"].is_string(), "type: {body}");
-    assert!(body["title"].is_string(), "title: {body}");
-    assert!(body["detail"].is_string(), "detail: {body}");
+    assert_eq!(body["status"], status, "{case}: status in body: {body}");
+    assert!(body["type"].is_string(), "{case}: type: {body}");
+    assert!(body["title"].is_string(), "{case}: title: {body}");
+    assert!(body["detail"].is_string(), "{case}: detail: {body}");
     body
 }
 
@@ -324,6 +357,19 @@ pub async fn db_execute(app: &TestApp, statement: &str) -> usize {
         .unwrap_or_else(|err| panic!("{statement}: {err}"))
 }
 
+/// Polls `query`, a count, until it is above zero: for a test that must not act before the server
+/// has reached a state only the database shows. Fails the test, naming `what`, after `timeout`.
+pub async fn wait_for_db(app: &TestApp, query: &str, what: &str, timeout: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while db_count(app, query).await == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "waited {timeout:?} in vain for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// The claims of a token the server issued, read without verifying it; tests change one claim
 /// and re-sign it with [`sign_token`].
 pub fn claims_of(token: &str) -> Value {
@@ -356,33 +402,6 @@ pub fn assert_no_internals(body: &str) {
 // ---------------------------------------------------------------------------------------------
 // Sessions, challenges and the command line
 
-impl TestApp {
-    /// Signs in with `email` and `password`, which must succeed; returns the whole token response
-    /// (`access_token`, `refresh_token`, …).
-    pub async fn tokens(&self, email: &str, password: &str) -> Value {
-        let response = self.signin(email, password).await;
-        assert_eq!(response.status(), 200, "signin of {email}");
-        response.json().await.unwrap()
-    }
-
-    /// `POST /token/refresh` with `refresh_token`.
-    pub async fn refresh(&self, refresh_token: &str) -> Response {
-        self.request(Method::POST, "/token/refresh")
-            .json(&json!({ "refresh_token": refresh_token }))
-            .send()
-            .await
-            .unwrap()
-    }
-
-    /// `GET /whoami` with `token` as the bearer token.
-    pub async fn whoami(&self, token: &str) -> Response {
-        self.authed(Method::GET, "/whoami", token)
-            .send()
-            .await
-            .unwrap()
-    }
-}
-
 /// The `access_token` of a token response.
 pub fn access_token(tokens: &Value) -> &str {
     tokens["access_token"]
@@ -408,13 +427,18 @@ pub fn www_authenticate(response: &Response) -> Option<String> {
 /// Asserts a 401 problem+json whose challenge is exactly `Bearer error="invalid_token"` (RFC 6750
 /// §3.1), and returns its body.
 pub async fn assert_invalid_token(response: Response) -> Value {
-    assert_eq!(response.status(), 401, "status");
+    assert_invalid_token_for(response, "response").await
+}
+
+/// [`assert_invalid_token`] for one case of a table: every message names `case`.
+pub async fn assert_invalid_token_for(response: Response, case: &str) -> Value {
     assert_eq!(
         www_authenticate(&response).as_deref(),
         Some(r#"Bearer error="invalid_token""#),
-        "WWW-Authenticate"
+        "{case}: WWW-Authenticate on a {}",
+        response.status()
     );
-    let body = assert_problem(response, 401).await;
+    let body = assert_problem_for(response, 401, case).await;
     assert_no_internals(&body.to_string());
     body
 }
@@ -464,4 +488,87 @@ pub fn error_fields(problem: &Value) -> Vec<String> {
 /// How many users the database holds.
 pub async fn users(app: &TestApp) -> i64 {
     db_count(app, "SELECT count(*) FROM users").await
+}
+
+// ---------------------------------------------------------------------------------------------
+// News
+
+/// How many news items the database holds.
+pub async fn news_rows(app: &TestApp) -> i64 {
+    db_count(app, "SELECT count(*) FROM news").await
+}
+
+/// Every stored column of a news item but its id, `|`-separated, starting with the title and the
+/// body: what a refused write must leave as it was.
+const NEWS_COLUMNS: &str = "title || '|' || body || '|' || date_created::text || '|' || \
+                            date_updated::text || '|' || author_id::text || '|' || version::text";
+
+/// Everything stored about news item `id` ([`NEWS_COLUMNS`]), to show that a refused write changed
+/// nothing.
+pub async fn stored_news(app: &TestApp, id: &str) -> String {
+    db_text(
+        app,
+        &format!("SELECT {NEWS_COLUMNS} FROM news WHERE id = '{id}'"),
+    )
+    .await
+}
+
+/// Everything stored about every news item, one line per item in id order.
+pub async fn all_news(app: &TestApp) -> String {
+    db_text(
+        app,
+        &format!(
+            "SELECT coalesce(string_agg(id::text || '|' || {NEWS_COLUMNS}, E'\\n' ORDER BY id), '') \
+             FROM news"
+        ),
+    )
+    .await
+}
+
+/// The date the news of [`author_with_news`] is created with.
+pub const ORIGINAL_DATE: &str = "2024-01-01T00:00:00.000001Z";
+
+/// A user who has written one news item, as [`author_with_news`] made them.
+pub struct AuthorWithNews {
+    pub author_id: String,
+    pub token: String,
+    /// The item's id.
+    pub id: String,
+    /// The item as `POST /news` answered it.
+    pub news: Value,
+    /// The item's `ETag` from that answer.
+    pub etag: String,
+}
+
+/// Signs up `author@example.com`, who writes one news item: `Original title`, `Original body`,
+/// created at [`ORIGINAL_DATE`].
+pub async fn author_with_news(app: &TestApp) -> AuthorWithNews {
+    let (author_id, token) = app.new_user("author@example.com").await;
+    let response = app
+        .authed(Method::POST, "/news", &token)
+        .json(&json!({
+            "title": "Original title",
+            "body": "Original body",
+            "date_created": ORIGINAL_DATE,
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "the author's news");
+    let etag = response
+        .headers()
+        .get(reqwest::header::ETAG)
+        .expect("POST /news answers with an ETag")
+        .to_str()
+        .unwrap()
+        .to_string();
+    let news: Value = response.json().await.unwrap();
+    let id = news["id"].as_str().unwrap().to_string();
+    AuthorWithNews {
+        author_id,
+        token,
+        id,
+        news,
+        etag,
+    }
 }

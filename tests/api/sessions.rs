@@ -228,19 +228,6 @@ async fn of_two_concurrent_refreshes_with_the_same_token_exactly_one_succeeds() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_refresh_token_is_never_accepted_as_a_bearer_token() {
-    // Arrange
-    let app = spawn_app().await;
-    let tokens = signed_in(&app, ADA).await;
-
-    // Act
-    let response = app.whoami(refresh_token(&tokens)).await;
-
-    // Assert
-    assert_invalid_token(response).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
 async fn an_access_token_is_never_accepted_as_a_refresh_token() {
     // Arrange
     let app = spawn_app().await;
