@@ -17,13 +17,13 @@ use poem_openapi::Tags;
 
 pub use self::{
     auth::AuthApi,
-    body::{JsonBody, MAX_BODY_BYTES, close_request_bodies},
+    body::{JsonBody, MAX_BODY_BYTES},
     errors::Errors,
     json::Json,
     news::NewsApi,
     security::{BearerAuth, BearerToken, client_ip},
     service::ServiceApi,
-    spec::complete_spec,
+    spec::{Contract, OPENAPI_YAML},
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},
