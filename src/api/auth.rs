@@ -80,12 +80,12 @@ pub enum TokenType {
     Bearer,
 }
 
-/// An access token.
+/// An access token and a refresh token.
 #[derive(Debug, Object)]
 pub struct TokenResponse {
     /// A JWT to send as `Authorization: Bearer <access_token>`
     pub access_token: String,
-    /// Always `Bearer`.
+    // Always `Bearer`. No doc comment: the spec would wrap the `$ref` in an `allOf` to hold it.
     pub token_type: TokenType,
     /// Seconds until the access token expires
     pub expires_in: i64,
@@ -116,7 +116,7 @@ pub struct User {
     /// The display name, if one was given.
     #[oai(nullable)]
     pub name: Option<String>,
-    /// What the user may do.
+    // No doc comment: `Role` describes itself, and the spec would wrap the `$ref` in an `allOf`.
     pub role: RoleName,
     /// When the account was made.
     pub created_at: DateTime<Utc>,

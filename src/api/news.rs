@@ -65,21 +65,22 @@ impl From<NewsRow> for News {
 /// A new news item, or the full replacement of one.
 #[derive(Debug, Deserialize, Object)]
 pub struct NewsInput {
-    /// The title.
+    /// Not blank (some character that is not white space), and no NUL character
     #[oai(validator(
         min_length = 1,
         max_length = 200,
         pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
     ))]
     pub title: String,
-    /// The text.
+    /// Not blank (some character that is not white space), and no NUL character
     #[oai(validator(
         min_length = 1,
         max_length = 100000,
         pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
     ))]
     pub body: String,
-    /// Defaults to now on create; kept as it is on replace when left out
+    /// Defaults to now on create; kept as it is on replace when left out. Between the years 0000
+    /// and 9999 in UTC (an offset can move a date-time on the first or last day out of them).
     #[serde(default, deserialize_with = "present")]
     pub date_created: Option<DateTime<Utc>>,
 }
@@ -87,7 +88,7 @@ pub struct NewsInput {
 /// The fields to change; the others stay as they are.
 #[derive(Debug, Deserialize, Object)]
 pub struct NewsPatch {
-    /// A new title.
+    /// Not blank (some character that is not white space), and no NUL character
     #[serde(default, deserialize_with = "present")]
     #[oai(validator(
         min_length = 1,
@@ -95,7 +96,7 @@ pub struct NewsPatch {
         pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
     ))]
     pub title: Option<String>,
-    /// A new text.
+    /// Not blank (some character that is not white space), and no NUL character
     #[serde(default, deserialize_with = "present")]
     #[oai(validator(
         min_length = 1,
@@ -103,7 +104,7 @@ pub struct NewsPatch {
         pattern = r"^[^\u0000]*[^\u0000\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000][^\u0000]*$"
     ))]
     pub body: Option<String>,
-    /// A new creation date.
+    /// A new creation date, between the years 0000 and 9999 in UTC.
     #[serde(default, deserialize_with = "present")]
     pub date_created: Option<DateTime<Utc>>,
 }
@@ -252,7 +253,8 @@ impl NewsApi {
         /// `next_cursor` from the previous page; opaque
         #[oai(validator(min_length = 1, max_length = 200))]
         cursor: Query<Option<String>>,
-        /// Full-text search over title and body (web-search syntax, English stemming)
+        /// Full-text search over title and body (web-search syntax, English stemming);
+        /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
@@ -339,7 +341,8 @@ impl NewsApi {
         &self,
         state: Data<&SharedState>,
         mut auth: BearerAuth,
-        /// Full-text search over title and body (web-search syntax, English stemming)
+        /// Full-text search over title and body (web-search syntax, English stemming);
+        /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
@@ -469,7 +472,8 @@ impl NewsApi {
         &self,
         state: Data<&SharedState>,
         mut auth: BearerAuth,
-        /// Full-text search over title and body (web-search syntax, English stemming)
+        /// Full-text search over title and body (web-search syntax, English stemming);
+        /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
