@@ -3,13 +3,15 @@
 //! true to the contract. Both are normalised by the narrow rules below, then compared; any other
 //! difference fails with a list of JSON paths and both values.
 //!
-//! Normalisation rules (everything else must match exactly):
+//! Normalisation rules (everything else, prose included, must match exactly):
 //! 1. Only `paths`, `components.schemas` and `components.securitySchemes` are compared; `info`,
 //!    `servers` and the top-level `tags` list are documentation.
 //! 2. `$ref`s to `#/components/parameters/…`, `…/responses/…`, `…/headers/…` and `…/links/…` are
 //!    inlined (the generated spec writes them inline; the hand-written spec shares them).
-//! 3. Prose is not compared: `description`, `summary`, `example`, `examples`, `title` (as keys of a
-//!    schema, parameter, response or operation — never a property of that name).
+//! 3. `description` and `summary` are compared after trimming surrounding white space. Not
+//!    compared: `example` and `examples` (the generated spec has none; examples live only in
+//!    `openapi.yaml`) and `title` (poem-openapi writes a schema's type name there). These are keys
+//!    of a schema, parameter, response or operation — never a property of that name.
 //! 4. Keys left at their OpenAPI default are dropped: `deprecated: false`, `required: false`,
 //!    `nullable: false`, `readOnly: false`, `writeOnly: false`, `style: form` on query parameters,
 //!    and `explode: true` on parameters (all of ours are scalars, where `explode` means nothing).
@@ -26,20 +28,17 @@
 //!    (`JsonBody` refuses unknown fields), poem-openapi cannot. Any other schema keeps it.
 //! 10. A nullable property is dropped from its schema's `required` list: `openapi.yaml` lists it
 //!     (it is always written, as `null` when empty), poem-openapi does not.
+//! 11. The `description` of an error response (its only content is `application/problem+json`) is
+//!     not compared: it is written once, in `openapi.yaml`'s `components/responses`.
 
 use serde_json::{Map, Value, json};
 
 use crate::helpers::{json_of, spawn_app};
 
 /// Not compared (rules 3 and 8).
-const IGNORED_KEYS: &[&str] = &[
-    "description",
-    "summary",
-    "example",
-    "examples",
-    "title",
-    "links",
-];
+const IGNORED_KEYS: &[&str] = &["example", "examples", "title", "links"];
+/// Compared after trimming (rule 3).
+const PROSE_KEYS: &[&str] = &["description", "summary"];
 /// Keys whose object value maps names (of paths, properties, statuses…) to things.
 const NAME_MAPS: &[&str] = &[
     "paths",
@@ -50,6 +49,7 @@ const NAME_MAPS: &[&str] = &[
     "schemas",
     "securitySchemes",
 ];
+const PROBLEM_JSON: &str = "application/problem+json";
 
 fn authored_text() -> String {
     std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/openapi.yaml")).unwrap()
@@ -127,6 +127,16 @@ fn normalise(spec: &Value) -> Value {
     Value::Object(out)
 }
 
+/// Rule 11: a response whose only content is problem+json.
+fn is_error_response(response: &Value) -> bool {
+    response["content"].as_object().is_some_and(|content| {
+        !content.is_empty()
+            && content
+                .keys()
+                .all(|media| media.replace("; charset=utf-8", "") == PROBLEM_JSON)
+    })
+}
+
 fn normalise_value(value: &Value, parent_key: Option<&str>) -> Value {
     match value {
         Value::Object(map) if parent_key.is_some_and(|k| NAME_MAPS.contains(&k)) => {
@@ -138,7 +148,13 @@ fn normalise_value(value: &Value, parent_key: Option<&str>) -> Value {
                     Some("headers") => name.to_ascii_lowercase(),
                     _ => name.clone(),
                 };
-                out.insert(name, normalise_value(inner, None));
+                let mut inner = normalise_value(inner, None);
+                if parent_key == Some("responses") && is_error_response(&inner) {
+                    if let Some(response) = inner.as_object_mut() {
+                        response.remove("description");
+                    }
+                }
+                out.insert(name, inner);
             }
             Value::Object(out)
         }
@@ -165,6 +181,9 @@ fn normalise_value(value: &Value, parent_key: Option<&str>) -> Value {
                     }
                     ("parameters", Value::Array(items)) => {
                         items.sort_by_key(|p| (p["in"].to_string(), p["name"].to_string()))
+                    }
+                    (key, Value::String(text)) if PROSE_KEYS.contains(&key) => {
+                        *text = text.trim().to_string();
                     }
                     _ => {}
                 }
@@ -305,12 +324,27 @@ fn the_comparison_catches_a_dropped_status_a_changed_limit_and_a_new_field() {
 }
 
 #[test]
+fn the_comparison_catches_changed_prose() {
+    let authored = authored_spec();
+    let mut reworded = authored.clone();
+    reworded["paths"]["/news"]["get"]["summary"] = "Something else".into();
+    reworded["components"]["schemas"]["NewsInput"]["properties"]["title"]["description"] =
+        "The title.".into();
+    reworded["paths"]["/news/count"]["get"]["responses"]["200"]["description"] =
+        "How many news were changed".into();
+    let diff = compare(&authored, &reworded);
+    assert_eq!(diff.len(), 3, "{diff:#?}");
+    assert!(diff.iter().any(|d| d.contains("The title.")), "{diff:#?}");
+}
+
+#[test]
 fn what_only_openapi_yaml_can_say_does_not_count_as_drift() {
     let authored = authored_spec();
     let mut generated = authored.clone();
     let schemas = &mut generated["components"]["schemas"];
-    // Rule 3: prose, examples, titles.
-    schemas["NewsPage"]["properties"]["next_cursor"]["description"] = "x".into();
+    // Rule 3: surrounding white space, examples, titles.
+    schemas["NewsPage"]["properties"]["next_cursor"]["description"] =
+        " Pass as `cursor` to get the next page; null on the last page\n".into();
     schemas["News"]["properties"]["title"]
         .as_object_mut()
         .unwrap()
@@ -326,6 +360,13 @@ fn what_only_openapi_yaml_can_say_does_not_count_as_drift() {
     let signup = &mut generated["paths"]["/signup"]["post"];
     // Rule 7: a public operation says `security: []` only in openapi.yaml.
     signup.as_object_mut().unwrap().remove("security");
+    // Rule 11: error responses are described only in openapi.yaml.
+    signup["responses"]["409"] = json!({
+        "description": "",
+        "content": {"application/problem+json; charset=utf-8": {
+            "schema": {"$ref": "#/components/schemas/Problem"},
+        }},
+    });
     // Rule 8: links exist only in openapi.yaml.
     generated["paths"]["/signin"]["post"]["responses"]["200"]
         .as_object_mut()
