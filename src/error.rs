@@ -41,7 +41,7 @@ pub struct Problem {
 /// One offending field of a request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Object)]
 pub struct FieldError {
-    /// The field's name (`$` for the body as a whole).
+    /// The offending field's name (`title`, `date_created`), or `$` for the body as a whole.
     pub field: String,
     /// What is wrong with it.
     pub message: String,

@@ -67,12 +67,12 @@ pub enum TokenType {
     Bearer,
 }
 
-/// An access token.
+/// An access token and a refresh token.
 #[derive(Debug, Object)]
 pub struct TokenResponse {
     /// A JWT to send as `Authorization: Bearer <access_token>`
     pub access_token: String,
-    /// Always `Bearer`.
+    // Always `Bearer`. No doc comment: the spec would wrap the `$ref` in an `allOf` to hold it.
     pub token_type: TokenType,
     /// Seconds until the access token expires
     pub expires_in: i64,
@@ -103,7 +103,7 @@ pub struct User {
     /// The display name, if one was given.
     #[oai(nullable)]
     pub name: Option<String>,
-    /// What the user may do.
+    // No doc comment: `Role` describes itself, and the spec would wrap the `$ref` in an `allOf`.
     pub role: RoleName,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
@@ -147,6 +147,13 @@ enum TokensResponse {
 #[derive(ApiResponse)]
 enum SignoutResponse {
     /// Signed out
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(ApiResponse)]
+enum SignoutAllResponse {
+    /// Every session ended
     #[oai(status = 204)]
     Done,
 }
@@ -313,9 +320,9 @@ impl AuthApi {
         &self,
         user: CurrentUser,
         mut db: Db,
-    ) -> Result<SignoutResponse, Errors<SignoutAllErrors>> {
+    ) -> Result<SignoutAllResponse, Errors<SignoutAllErrors>> {
         sessions::end_all_sessions(db.conn().await?, user.id).await?;
-        Ok(SignoutResponse::Done)
+        Ok(SignoutAllResponse::Done)
     }
 
     /// The user the access token belongs to

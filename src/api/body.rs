@@ -5,8 +5,9 @@
 //! poem-openapi's own `Json<T>` answers all of these with the same plain-text 400, and its
 //! `ParseFromJSON` errors do not say which field failed; here `T` is read with serde (through
 //! `serde_path_to_error` and `serde_ignored`), while its `Object` derive still describes it in the
-//! spec. Since every body refuses unknown fields, the served spec marks every request body schema
-//! `additionalProperties: false` ([`close_request_bodies`]), which poem-openapi cannot express.
+//! spec. Every body refuses unknown fields: `openapi.yaml` says so with `additionalProperties:
+//! false` on every request body schema, which poem-openapi cannot express (the contract test allows
+//! it).
 
 use poem::{FromRequest, Request, RequestBody, error::ReadBodyError};
 use poem_openapi::{
@@ -95,39 +96,6 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
             .into());
         }
         Ok(Self(parsed))
-    }
-}
-
-/// Marks the schema of every request body in `spec` `additionalProperties: false`: [`JsonBody`]
-/// refuses unknown fields, and poem-openapi has no way to say so.
-pub fn close_request_bodies(spec: &mut serde_json::Value) {
-    let mut closed = Vec::new();
-    if let Some(paths) = spec["paths"].as_object() {
-        for operation in paths
-            .values()
-            .filter_map(serde_json::Value::as_object)
-            .flat_map(|p| p.values())
-        {
-            if let Some(content) = operation["requestBody"]["content"].as_object() {
-                for media in content.values() {
-                    if let Some(target) = media["schema"]["$ref"].as_str() {
-                        closed.push(
-                            target
-                                .trim_start_matches("#/components/schemas/")
-                                .to_string(),
-                        );
-                    }
-                }
-            }
-        }
-    }
-    for name in closed {
-        if let Some(schema) = spec["components"]["schemas"][&name].as_object_mut() {
-            schema.insert(
-                "additionalProperties".into(),
-                serde_json::Value::Bool(false),
-            );
-        }
     }
 }
 

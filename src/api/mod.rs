@@ -19,14 +19,14 @@ use poem_openapi::Tags;
 
 pub use self::{
     auth::AuthApi,
-    body::{JsonBody, MAX_BODY_BYTES, close_request_bodies},
+    body::{JsonBody, MAX_BODY_BYTES},
     conn::{ConnectionSlot, Db, with_connection_slot},
     errors::Errors,
     json::Json,
     news::NewsApi,
     security::{ClaimedSession, CurrentUser, client_ip},
     service::ServiceApi,
-    spec::complete_spec,
+    spec::{Contract, OPENAPI_YAML},
     text::{NOT_BLANK_PATTERN, Text},
 };
 use crate::{

@@ -112,6 +112,10 @@ async fn the_explorer_is_an_html_page() {
     let html = response.text().await.unwrap();
     assert!(html.to_lowercase().contains("<html"), "{html:.200}");
     assert!(html.contains("swagger"), "{html:.200}");
+    assert!(
+        html.contains("correct horse battery staple"),
+        "the explorer shows openapi.yaml, examples included"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -128,6 +132,10 @@ async fn redoc_is_an_html_page() {
     let html = response.text().await.unwrap();
     assert!(html.to_lowercase().contains("<html"), "{html:.200}");
     assert!(html.to_lowercase().contains("redoc"), "{html:.200}");
+    assert!(
+        html.contains("correct horse battery staple"),
+        "Redoc shows openapi.yaml, examples included"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -14,8 +14,9 @@ use uuid::Uuid;
 pub use self::wire::News;
 use self::{
     responses::{
-        BulkErrors, CountResponse, CreateErrors, CreateResponse, DeleteErrors, DeleteResponse,
-        GetErrors, GetResponse, ListErrors, PageResponse, WriteErrors, WriteResponse,
+        BulkErrors, BulkResponse, CountResponse, CreateErrors, CreateResponse, DeleteErrors,
+        DeleteResponse, GetErrors, GetResponse, ListErrors, PageResponse, ReplaceResponse,
+        UpdateResponse, WriteErrors,
     },
     wire::{NewsCount, NewsInput, NewsOrder, NewsPage, NewsPatch},
 };
@@ -60,7 +61,8 @@ impl NewsApi {
         /// `next_cursor` from the previous page; opaque
         #[oai(validator(min_length = 1, max_length = 200))]
         cursor: Query<Option<String>>,
-        /// Full-text search over title and body (web-search syntax, English stemming)
+        /// Full-text search over title and body (web-search syntax, English stemming);
+        /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
@@ -112,7 +114,8 @@ impl NewsApi {
         &self,
         _user: CurrentUser,
         mut db: Db,
-        /// Full-text search over title and body (web-search syntax, English stemming)
+        /// Full-text search over title and body (web-search syntax, English stemming);
+        /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
@@ -128,8 +131,7 @@ impl NewsApi {
     }
 
     /// Get one news item
-    ///
-    /// The session is checked in the statement that reads the item (see [`ClaimedSession`]).
+    // The session is checked in the statement that reads the item (see `ClaimedSession`).
     #[oai(path = "/news/:id", method = "get", operation_id = "getNews")]
     async fn get(
         &self,
@@ -170,9 +172,10 @@ impl NewsApi {
         #[oai(name = "If-Match")]
         if_match: Header<Option<String>>,
         body: JsonBody<NewsInput>,
-    ) -> Result<WriteResponse, Errors<WriteErrors>> {
+    ) -> Result<ReplaceResponse, Errors<WriteErrors>> {
         let changes = NewsChanges::from(body.0.parse()?);
-        write(user, db, id.0, if_match.0.as_deref(), &changes).await
+        let (news, tag) = write(user, db, id.0, if_match.0.as_deref(), &changes).await?;
+        Ok(ReplaceResponse::Ok(Json(news), tag))
     }
 
     /// Change some fields of a news item
@@ -189,9 +192,10 @@ impl NewsApi {
         #[oai(name = "If-Match")]
         if_match: Header<Option<String>>,
         body: JsonBody<NewsPatch>,
-    ) -> Result<WriteResponse, Errors<WriteErrors>> {
+    ) -> Result<UpdateResponse, Errors<WriteErrors>> {
         let changes = NewsChanges::from(body.0.parse()?);
-        write(user, db, id.0, if_match.0.as_deref(), &changes).await
+        let (news, tag) = write(user, db, id.0, if_match.0.as_deref(), &changes).await?;
+        Ok(UpdateResponse::Ok(Json(news), tag))
     }
 
     /// Delete a news item
@@ -228,7 +232,8 @@ impl NewsApi {
         &self,
         user: CurrentUser,
         mut db: Db,
-        /// Full-text search over title and body (web-search syntax, English stemming)
+        /// Full-text search over title and body (web-search syntax, English stemming);
+        /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
         q: Query<Option<String>>,
         /// Only news by this author
@@ -238,14 +243,14 @@ impl NewsApi {
         /// Only news whose `date_created` is earlier than this instant
         created_before: Query<Option<DateTime<Utc>>>,
         body: JsonBody<NewsPatch>,
-    ) -> Result<CountResponse, Errors<BulkErrors>> {
+    ) -> Result<BulkResponse, Errors<BulkErrors>> {
         if user.role != Role::Admin {
             return Err(ApiError::Forbidden("only admins may change news in bulk").into());
         }
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
         let changes = NewsChanges::from(body.0.parse()?);
         let count = db_news::update_matching(db.conn().await?, &filter, &changes).await?;
-        Ok(CountResponse::Ok(Json(NewsCount {
+        Ok(BulkResponse::Ok(Json(NewsCount {
             count: i64::try_from(count).unwrap_or(i64::MAX),
         })))
     }
@@ -259,14 +264,14 @@ fn expected_versions(if_match: Option<&str>) -> Option<Vec<i64>> {
     }
 }
 
-/// A guarded write of one news item, answered with the item and its new entity tag.
+/// A guarded write of one news item: the item as written and its new entity tag.
 async fn write(
     user: CurrentUser,
     mut db: Db,
     id: Uuid,
     if_match: Option<&str>,
     changes: &NewsChanges,
-) -> Result<WriteResponse, Errors<WriteErrors>> {
+) -> Result<(News, String), ApiError> {
     let versions = expected_versions(if_match);
     let outcome = db_news::update_news(
         db.conn().await?,
@@ -278,7 +283,7 @@ async fn write(
     .await?;
     let news = written(outcome)?;
     let tag = entity_tag(news.version);
-    Ok(WriteResponse::Ok(Json(news.into()), tag))
+    Ok((news.into(), tag))
 }
 
 fn writer(user: CurrentUser) -> Writer {

@@ -40,8 +40,20 @@ pub(super) enum GetResponse {
 }
 
 #[derive(ApiResponse)]
-pub(super) enum WriteResponse {
-    /// The news item as written
+pub(super) enum ReplaceResponse {
+    /// The news item as replaced
+    #[oai(status = 200)]
+    Ok(
+        Json<News>,
+        /// The news item's current entity tag, for `If-Match` and `If-None-Match`
+        #[oai(header = "ETag")]
+        String,
+    ),
+}
+
+#[derive(ApiResponse)]
+pub(super) enum UpdateResponse {
+    /// The news item as changed
     #[oai(status = 200)]
     Ok(
         Json<News>,
@@ -61,6 +73,13 @@ pub(super) enum PageResponse {
 #[derive(ApiResponse)]
 pub(super) enum CountResponse {
     /// How many news match
+    #[oai(status = 200)]
+    Ok(Json<NewsCount>),
+}
+
+#[derive(ApiResponse)]
+pub(super) enum BulkResponse {
+    /// How many news were changed
     #[oai(status = 200)]
     Ok(Json<NewsCount>),
 }

@@ -45,11 +45,12 @@ impl From<NewsRow> for News {
 /// A new news item, or the full replacement of one.
 #[derive(Debug, Deserialize, Object)]
 pub struct NewsInput {
-    /// The title.
+    /// Not blank (some character that is not white space), and no NUL character
     pub title: Text<NewsTitle>,
-    /// The text.
+    /// Not blank (some character that is not white space), and no NUL character
     pub body: Text<NewsBody>,
-    /// Defaults to now on create; kept as it is on replace when left out
+    /// Defaults to now on create; kept as it is on replace when left out. Between the years 0000
+    /// and 9999 in UTC (an offset can move a date-time on the first or last day out of them).
     #[serde(default, deserialize_with = "present")]
     pub date_created: Option<DateTime<Utc>>,
 }
@@ -57,13 +58,13 @@ pub struct NewsInput {
 /// The fields to change; the others stay as they are.
 #[derive(Debug, Deserialize, Object)]
 pub struct NewsPatch {
-    /// A new title.
+    /// Not blank (some character that is not white space), and no NUL character
     #[serde(default, deserialize_with = "present")]
     pub title: Option<Text<NewsTitle>>,
-    /// A new text.
+    /// Not blank (some character that is not white space), and no NUL character
     #[serde(default, deserialize_with = "present")]
     pub body: Option<Text<NewsBody>>,
-    /// A new creation date.
+    /// A new creation date, between the years 0000 and 9999 in UTC.
     #[serde(default, deserialize_with = "present")]
     pub date_created: Option<DateTime<Utc>>,
 }
