@@ -170,8 +170,8 @@ error_statuses! {
     SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
     RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
     SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
-    SignoutAllErrors: 401, 500, 503;
-    WhoamiErrors: 401, 500, 503;
+    SignoutAllErrors: 400, 401, 500, 503;
+    WhoamiErrors: 400, 401, 500, 503;
 }
 
 /// Accounts and access tokens.

@@ -50,7 +50,8 @@ pub struct NewsInput {
     /// Not blank (some character that is not white space), and no NUL character
     pub body: Text<NewsBody>,
     /// Defaults to now on create; kept as it is on replace when left out. Between the years 0000
-    /// and 9999 in UTC (an offset can move a date-time on the first or last day out of them).
+    /// and 9999 in UTC (an offset can move a date-time on the first or last day out of them), and
+    /// at most 5 minutes in the future (else 422).
     #[serde(default, deserialize_with = "present")]
     pub date_created: Option<DateTime<Utc>>,
 }
@@ -64,7 +65,8 @@ pub struct NewsPatch {
     /// Not blank (some character that is not white space), and no NUL character
     #[serde(default, deserialize_with = "present")]
     pub body: Option<Text<NewsBody>>,
-    /// A new creation date, between the years 0000 and 9999 in UTC.
+    /// A new creation date, between the years 0000 and 9999 in UTC, and at most 5 minutes in the
+    /// future (else 422).
     #[serde(default, deserialize_with = "present")]
     pub date_created: Option<DateTime<Utc>>,
 }
