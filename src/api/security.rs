@@ -231,19 +231,31 @@ pub fn client_ip(req: &Request, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
     if !trusted_proxies.contains(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = req
+    let values: Vec<&[u8]> = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .map(poem::http::HeaderValue::as_bytes)
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|hop| !trusted_proxies.contains(hop))
-            .unwrap_or(peer),
-    )
+    let hops = values
+        .iter()
+        .rev()
+        .flat_map(|value| value.rsplit(|&byte| byte == b','));
+    let mut client = peer;
+    for hop in hops {
+        match parse_hop(hop) {
+            Some(address) if trusted_proxies.contains(&address) => client = address,
+            Some(address) => return Some(address),
+            None => return Some(client),
+        }
+    }
+    Some(client)
+}
+
+/// One hop of `X-Forwarded-For`: an address, alone or with a port.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
 }
