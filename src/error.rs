@@ -17,6 +17,11 @@ use crate::{auth::SigninError, domain::Invalid};
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
 
+/// The most offending fields a 422 lists; `error_count` says how many there were. A body of 1 MiB
+/// can break its schema in a hundred thousand places, and the answer must not be larger than the
+/// question.
+pub const MAX_LISTED_ERRORS: usize = 20;
+
 /// An RFC 9457 problem detail, the body of every error response.
 #[derive(Debug, Clone, Serialize, Object)]
 pub struct Problem {
@@ -32,10 +37,14 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
-    /// For 422, the offending fields.
+    /// For 422, the offending fields (at most 20).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub errors: Option<Vec<FieldError>>,
+    /// For 422, how many offending fields there were, `errors` listing at most 20.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub error_count: Option<i64>,
 }
 
 /// One offending field of a request body.
@@ -163,8 +172,15 @@ impl ApiError {
             ),
             Self::Validation(errors) => (
                 "/problems/validation",
-                Some("the request body breaks the schema; see `errors`".to_string()),
-                Some(errors.clone()),
+                Some(if errors.len() > MAX_LISTED_ERRORS {
+                    format!(
+                        "the request body breaks the schema in {} places; `errors` lists the first {MAX_LISTED_ERRORS}",
+                        errors.len()
+                    )
+                } else {
+                    "the request body breaks the schema; see `errors`".to_string()
+                }),
+                Some(errors.iter().take(MAX_LISTED_ERRORS).cloned().collect()),
             ),
             Self::Unavailable(_) => (
                 "about:blank",
@@ -183,6 +199,10 @@ impl ApiError {
             },
             status: i32::from(status.as_u16()),
             detail,
+            error_count: match self {
+                Self::Validation(errors) => Some(i64::try_from(errors.len()).unwrap_or(i64::MAX)),
+                _ => None,
+            },
             errors,
         }
     }

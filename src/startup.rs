@@ -11,17 +11,21 @@ use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
     http::{HeaderValue, StatusCode, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    middleware::{CatchPanic, Tracing},
+    middleware::CatchPanic,
     web::Html,
 };
 use poem_openapi::OpenApiService;
 
 use crate::{
-    api::{AppState, AuthApi, Contract, NewsApi, ServiceApi, SharedState, with_connection_slot},
+    api::{
+        AppState, AuthApi, Contract, NewsApi, ServiceApi, SharedState, response_headers,
+        with_connection_slot,
+    },
     auth::{JwtKeys, PasswordHasher},
     config::Config,
     db,
     error::render_any_error,
+    telemetry::RequestLog,
 };
 
 /// Every API area, as one OpenAPI service.
@@ -142,7 +146,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
         .routes(Route::new())
         .nest("/", api)
         .data(state)
-        .with(Tracing)
+        .with(RequestLog)
         .with(CatchPanic::new())
         .catch_all_error(render_any_error)
         .around(move |endpoint, req| async move {
@@ -157,6 +161,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
             }
             Ok(response)
         })
+        .around(response_headers)
 }
 
 async fn shutdown_signal() {

@@ -8,8 +8,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, SharedState, body::present,
-    client_ip, errors::error_statuses, text::Text,
+    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
+    body::present, client_ip, errors::error_statuses, text::Text,
 };
 use crate::{
     auth::{Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token},
@@ -130,18 +130,32 @@ impl From<UserRow> for User {
     }
 }
 
+// Their `Cache-Control` is set again, with the same value, on every response of these paths,
+// errors included (`super::headers`); here it is declared in the spec.
 #[derive(ApiResponse)]
 enum SignupResponse {
     /// The new user
     #[oai(status = 201)]
-    Created(Json<User>),
+    Created(
+        Json<User>,
+        /// `no-store`: the response carries a token or account data. Every response of this
+        /// operation, errors included, says so.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
 enum TokensResponse {
     /// An access token and a refresh token
     #[oai(status = 200)]
-    Ok(Json<TokenResponse>),
+    Ok(
+        Json<TokenResponse>,
+        /// `no-store`: the response carries a token or account data. Every response of this
+        /// operation, errors included, says so.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -162,7 +176,13 @@ enum SignoutAllResponse {
 enum WhoamiResponse {
     /// The signed-in user
     #[oai(status = 200)]
-    Ok(Json<User>),
+    Ok(
+        Json<User>,
+        /// `no-store`: the response carries a token or account data. Every response of this
+        /// operation, errors included, says so.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
 }
 
 error_statuses! {
@@ -170,8 +190,8 @@ error_statuses! {
     SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
     RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
     SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
-    SignoutAllErrors: 401, 500, 503;
-    WhoamiErrors: 401, 500, 503;
+    SignoutAllErrors: 400, 401, 500, 503;
+    WhoamiErrors: 400, 401, 500, 503;
 }
 
 /// Accounts and access tokens.
@@ -214,7 +234,10 @@ impl AuthApi {
             .ok_or(ApiError::Conflict(
                 "an account with this email already exists",
             ))?;
-        Ok(SignupResponse::Created(Json(user.into())))
+        Ok(SignupResponse::Created(
+            Json(user.into()),
+            NO_STORE.to_string(),
+        ))
     }
 
     /// Exchange email and password for an access token
@@ -244,13 +267,16 @@ impl AuthApi {
             .sign_in(credentials, client_ip(req, &state.trusted_proxies))
             .await
             .map_err(ApiError::from)?;
-        Ok(TokensResponse::Ok(Json(token_response(
-            &state,
-            session.user_id,
-            session.session_id,
-            session.refresh_token,
-            session.refresh_expires_at,
-        )?)))
+        Ok(TokensResponse::Ok(
+            Json(token_response(
+                &state,
+                session.user_id,
+                session.session_id,
+                session.refresh_token,
+                session.refresh_expires_at,
+            )?),
+            NO_STORE.to_string(),
+        ))
     }
 
     /// Exchange a refresh token for new tokens
@@ -277,13 +303,16 @@ impl AuthApi {
                 user_id,
                 family_id,
                 expires_at,
-            } => Ok(TokensResponse::Ok(Json(token_response(
-                &state,
-                user_id,
-                family_id,
-                refresh.token,
-                expires_at,
-            )?))),
+            } => Ok(TokensResponse::Ok(
+                Json(token_response(
+                    &state,
+                    user_id,
+                    family_id,
+                    refresh.token,
+                    expires_at,
+                )?),
+                NO_STORE.to_string(),
+            )),
             Rotation::Reused => {
                 tracing::warn!("refresh token reused; its session is revoked");
                 Err(ApiError::Unauthorized(AuthFailure::InvalidToken(
@@ -339,7 +368,7 @@ impl AuthApi {
                 .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
                     "the token's session has ended or its user no longer exists",
                 )))?;
-        Ok(WhoamiResponse::Ok(Json(row.into())))
+        Ok(WhoamiResponse::Ok(Json(row.into()), NO_STORE.to_string()))
     }
 }
 

@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod conn;
 mod errors;
+mod headers;
 mod json;
 mod news;
 mod security;
@@ -22,6 +23,7 @@ pub use self::{
     body::{JsonBody, MAX_BODY_BYTES},
     conn::{ConnectionSlot, Db, with_connection_slot},
     errors::Errors,
+    headers::{NO_STORE, NO_STORE_PATHS, response_headers},
     json::Json,
     news::NewsApi,
     security::{ClaimedSession, CurrentUser, client_ip},

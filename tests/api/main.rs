@@ -9,6 +9,7 @@ mod contract;
 mod db;
 mod errors;
 mod helpers;
+mod hygiene;
 mod news;
 mod service;
 mod sessions;
