@@ -212,9 +212,13 @@ impl AuthApi {
         )
         .map_err(ApiError::invalid)?;
         // Counted before any hashing, on a connection of its own (none is held while hashing).
-        reserve_signup(db.pool(), state.signup, client_ip(req, &state.trusted_proxies))
-            .await
-            .map_err(ApiError::from)?;
+        reserve_signup(
+            db.pool(),
+            state.signup,
+            client_ip(req, &state.trusted_proxies),
+        )
+        .await
+        .map_err(ApiError::from)?;
         let hash = state
             .passwords
             .hash(password)

@@ -119,8 +119,9 @@ impl Signin<'_> {
         let Credentials { email, password } = credentials;
         // No account can have an email PostgreSQL cannot store (a NUL) or whose canonical form is
         // too long to index: such an email is simply unknown, and only the address's count applies.
-        let account = Some(canonical_email(&email))
-            .filter(|account| !account.contains('\0') && account.len() <= MAX_CANONICAL_EMAIL_BYTES);
+        let account = Some(canonical_email(&email)).filter(|account| {
+            !account.contains('\0') && account.len() <= MAX_CANONICAL_EMAIL_BYTES
+        });
 
         let (reservation, found) = {
             let mut conn = self.pool.get().await?;
@@ -180,7 +181,11 @@ impl Signin<'_> {
 /// - the address at every account, `SIGNIN_MAX_FAILURES_PER_IP`: bounds one address guessing at
 ///   many accounts.
 #[must_use]
-pub fn budgets(limits: ThrottleConfig, account: Option<&str>, client: Option<IpAddr>) -> Vec<Budget> {
+pub fn budgets(
+    limits: ThrottleConfig,
+    account: Option<&str>,
+    client: Option<IpAddr>,
+) -> Vec<Budget> {
     let mut budgets = vec![Budget {
         key: ThrottleKey::Ip(client),
         limit: limits.max_failures_per_ip,

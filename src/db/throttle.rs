@@ -239,7 +239,10 @@ mod tests {
             (ThrottleKey::Ip(ip), "ip:192.0.2.1"),
             (ThrottleKey::Ip(v6), "ip:2001:db8::1"),
             (ThrottleKey::Ip(None), "ip:unknown"),
-            (ThrottleKey::Account(account.clone()), "account:ada@example.com"),
+            (
+                ThrottleKey::Account(account.clone()),
+                "account:ada@example.com",
+            ),
             (
                 ThrottleKey::AccountFromIp {
                     account: account.clone(),

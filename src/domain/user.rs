@@ -271,24 +271,84 @@ mod tests {
         let cases = [
             ("plain", "iris@example.com", "iris@example.com"),
             ("letter case", "IRIS@Example.COM", "iris@example.com"),
-            ("surrounding white space", " \t iris@example.com\u{3000}\n", "iris@example.com"),
-            ("U+0130 capital I with dot", "\u{130}ris@example.com", "iris@example.com"),
-            ("U+0130 inside", "iR\u{130}s@example.com", "iris@example.com"),
-            ("I + combining dot", "I\u{307}ris@example.com", "iris@example.com"),
-            ("i + combining dot", "i\u{307}ris@example.com", "iris@example.com"),
-            ("j + combining dot", "j\u{307}o@example.com", "jo@example.com"),
-            ("a dot on another letter stays", "e\u{307}@example.com", "\u{117}@example.com"),
-            ("U+212A KELVIN SIGN", "\u{212A}elvin@example.com", "kelvin@example.com"),
+            (
+                "surrounding white space",
+                " \t iris@example.com\u{3000}\n",
+                "iris@example.com",
+            ),
+            (
+                "U+0130 capital I with dot",
+                "\u{130}ris@example.com",
+                "iris@example.com",
+            ),
+            (
+                "U+0130 inside",
+                "iR\u{130}s@example.com",
+                "iris@example.com",
+            ),
+            (
+                "I + combining dot",
+                "I\u{307}ris@example.com",
+                "iris@example.com",
+            ),
+            (
+                "i + combining dot",
+                "i\u{307}ris@example.com",
+                "iris@example.com",
+            ),
+            (
+                "j + combining dot",
+                "j\u{307}o@example.com",
+                "jo@example.com",
+            ),
+            (
+                "a dot on another letter stays",
+                "e\u{307}@example.com",
+                "\u{117}@example.com",
+            ),
+            (
+                "U+212A KELVIN SIGN",
+                "\u{212A}elvin@example.com",
+                "kelvin@example.com",
+            ),
             ("\u{df}", "stra\u{df}e@example.com", "strasse@example.com"),
-            ("U+1E9E capital sharp s", "STRA\u{1E9E}E@example.com", "strasse@example.com"),
+            (
+                "U+1E9E capital sharp s",
+                "STRA\u{1E9E}E@example.com",
+                "strasse@example.com",
+            ),
             ("ss", "STRASSE@example.com", "strasse@example.com"),
-            ("fullwidth", "\u{FF41}\u{FF44}\u{FF41}\u{FF20}example.com", "ada@example.com"),
-            ("fullwidth capitals", "\u{FF21}DA@EXAMPLE.COM", "ada@example.com"),
-            ("decomposed accent", "jose\u{301}@example.com", "jos\u{e9}@example.com"),
-            ("composed accent", "JOS\u{c9}@example.com", "jos\u{e9}@example.com"),
-            ("final sigma", "\u{3a3}\u{3bf}\u{3c6}\u{3b9}\u{3b1}\u{3c2}@example.com", "\u{3c3}\u{3bf}\u{3c6}\u{3b9}\u{3b1}\u{3c3}@example.com"),
+            (
+                "fullwidth",
+                "\u{FF41}\u{FF44}\u{FF41}\u{FF20}example.com",
+                "ada@example.com",
+            ),
+            (
+                "fullwidth capitals",
+                "\u{FF21}DA@EXAMPLE.COM",
+                "ada@example.com",
+            ),
+            (
+                "decomposed accent",
+                "jose\u{301}@example.com",
+                "jos\u{e9}@example.com",
+            ),
+            (
+                "composed accent",
+                "JOS\u{c9}@example.com",
+                "jos\u{e9}@example.com",
+            ),
+            (
+                "final sigma",
+                "\u{3a3}\u{3bf}\u{3c6}\u{3b9}\u{3b1}\u{3c2}@example.com",
+                "\u{3c3}\u{3bf}\u{3c6}\u{3b9}\u{3b1}\u{3c3}@example.com",
+            ),
             ("ligature", "\u{FB01}x@example.com", "fix@example.com"),
-            ("dotless i stays its own letter", "\u{131}ris@example.com", "\u{131}ris@example.com"),
+            (
+                "dotless i stays its own letter",
+                "\u{131}ris@example.com",
+                "\u{131}ris@example.com",
+            ),
         ];
         for (case, typed, canonical) in cases {
             assert_eq!(canonical_email(typed), canonical, "{case}");
