@@ -76,7 +76,8 @@ pub struct StartedSession {
 /// Why sign-in failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SigninError {
-    /// The email or the client address failed too often; try again after this many seconds.
+    /// The account (from this address, or from everywhere) or the client address is at its limit
+    /// of failures; try again after this many seconds.
     #[error("too many failed sign-ins; retry after {0} s")]
     Throttled(u64),
     /// Unknown email or wrong password: one answer for both.
