@@ -12,7 +12,10 @@ use poem::{
 use poem_openapi::Object;
 use serde::Serialize;
 
-use crate::{auth::SigninError, domain::Invalid};
+use crate::{
+    auth::{SigninError, SignupLimitError},
+    domain::Invalid,
+};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -97,9 +100,10 @@ pub enum ApiError {
     /// The resource no longer has the entity tag the client named in `If-Match`.
     #[error("precondition failed")]
     PreconditionFailed,
-    /// Too many failed sign-ins; the client may try again after this many seconds.
+    /// Too many attempts (failed sign-ins, sign-ups from one address); the client may try again
+    /// after this many seconds. The text says which.
     #[error("too many requests; retry after {0} s")]
-    TooManyRequests(u64),
+    TooManyRequests(u64, &'static str),
     /// The body is larger than the server accepts (`limit` bytes).
     #[error("payload too large")]
     PayloadTooLarge {
@@ -160,9 +164,9 @@ impl ApiError {
                 Some("the news item has changed since the entity tag in If-Match; nothing was changed".to_string()),
                 None,
             ),
-            Self::TooManyRequests(secs) => (
+            Self::TooManyRequests(secs, what) => (
                 "about:blank",
-                Some(format!("too many failed sign-ins; try again in {secs} seconds")),
+                Some(format!("{what}; try again in {secs} seconds")),
                 None,
             ),
             Self::PayloadTooLarge { limit } => (
@@ -217,7 +221,7 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -233,7 +237,7 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = problem_response(&self.problem());
-        if let Self::TooManyRequests(secs) = self {
+        if let Self::TooManyRequests(secs, _) = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
@@ -305,11 +309,23 @@ impl From<PoolError> for ApiError {
 impl From<SigninError> for ApiError {
     fn from(err: SigninError) -> Self {
         match err {
-            SigninError::Throttled(secs) => Self::TooManyRequests(secs),
+            SigninError::Throttled(secs) => Self::TooManyRequests(secs, "too many failed sign-ins"),
             SigninError::BadCredentials => Self::Unauthorized(AuthFailure::BadCredentials),
             SigninError::Pool(err) => err.into(),
             SigninError::Database(err) => err.into(),
             err @ (SigninError::Hash(_) | SigninError::Random(_)) => Self::internal(err),
+        }
+    }
+}
+
+impl From<SignupLimitError> for ApiError {
+    fn from(err: SignupLimitError) -> Self {
+        match err {
+            SignupLimitError::Throttled(secs) => {
+                Self::TooManyRequests(secs, "too many sign-ups from this address")
+            }
+            SignupLimitError::Pool(err) => err.into(),
+            SignupLimitError::Database(err) => err.into(),
         }
     }
 }

@@ -85,6 +85,7 @@ impl Application {
             passwords: PasswordHasher::new(config.bcrypt_cost),
             sessions: config.sessions,
             throttle: config.throttle,
+            signup: config.signup,
             trusted_proxies: config.trusted_proxies.clone(),
         });
         let acceptor = TcpListener::bind(config.listen_addr)

@@ -12,7 +12,10 @@ use super::{
     body::present, client_ip, errors::error_statuses, text::Text,
 };
 use crate::{
-    auth::{Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token},
+    auth::{
+        Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token,
+        reserve_signup,
+    },
     db::{
         sessions::{self, Rotation},
         users::{self, UserRow},
@@ -24,9 +27,9 @@ use crate::{
 /// A new account.
 #[derive(Debug, Deserialize, Object)]
 pub struct SignupRequest {
-    /// The address to sign in with; compared case-insensitively.
+    /// The address to sign in with; compared in canonical form (trimmed, NFKC, case-folded).
     pub email: Text<Email>,
-    /// 8 to 72 characters, and at most 72 bytes in UTF-8.
+    /// 8 to 72 characters as sent, and at most 72 bytes in UTF-8 once normalised to NFKC.
     pub password: Text<Password>,
     /// A display name.
     #[serde(default, deserialize_with = "present")]
@@ -36,7 +39,7 @@ pub struct SignupRequest {
 /// Credentials to sign in with.
 #[derive(Debug, Deserialize, Object)]
 pub struct SigninRequest {
-    /// The account's email, in any letter case.
+    /// The account's email, in any spelling with the same canonical form (letter case, Unicode compatibility forms, surrounding space).
     pub email: Text<SigninEmail>,
     /// The account's password.
     pub password: Text<SigninPassword>,
@@ -186,7 +189,7 @@ enum WhoamiResponse {
 }
 
 error_statuses! {
-    SignupErrors: 400, 409, 413, 415, 422, 500, 503;
+    SignupErrors: 400, 409, 413, 415, 422, 429, 500, 503;
     SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
     RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
     SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
@@ -201,11 +204,15 @@ pub struct AuthApi;
 impl AuthApi {
     /// Create an account
     ///
-    /// Creates a user with the role `user`. Emails are compared case-insensitively.
+    /// Creates a user with the role `user`. Emails are compared in one canonical form (trimmed,
+    /// Unicode NFKC, case-folded), so an address taken in any spelling of it is 409. Each client
+    /// address may attempt a limited number of sign-ups per window (`SIGNUP_MAX_PER_IP` per
+    /// `SIGNUP_WINDOW_SECS`); beyond that, 429 with `Retry-After`, before any password is hashed.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
     async fn signup(
         &self,
         state: Data<&SharedState>,
+        req: &Request,
         mut db: Db,
         body: JsonBody<SignupRequest>,
     ) -> Result<SignupResponse, Errors<SignupErrors>> {
@@ -224,6 +231,14 @@ impl AuthApi {
             name.map(Text::into_inner),
         )
         .map_err(ApiError::invalid)?;
+        // Counted before any hashing, on a connection of its own (none is held while hashing).
+        reserve_signup(
+            db.pool(),
+            state.signup,
+            client_ip(req, &state.trusted_proxies),
+        )
+        .await
+        .map_err(ApiError::from)?;
         let hash = state
             .passwords
             .hash(password)
@@ -244,8 +259,11 @@ impl AuthApi {
     ///
     /// An unknown email and a wrong password get the same 401 response. Returns a short-lived
     /// access token and a refresh token that starts a session (see `POST /token/refresh`).
-    /// Repeated failures for one email, or from one client address, get 429 with `Retry-After`
-    /// until the window ends.
+    /// Failed sign-ins are counted per account and client address, per account, and per client
+    /// address (an account is its email in canonical form: any spelling that reaches it shares
+    /// its counts). Each attempt reserves one failure of every count before the password is
+    /// checked, and a success gives it back; an attempt that would pass a limit gets 429 with
+    /// `Retry-After` until that window ends, without any password being checked.
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
     async fn signin(
         &self,

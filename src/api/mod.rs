@@ -33,7 +33,7 @@ pub use self::{
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},
-    config::{SessionConfig, ThrottleConfig},
+    config::{SessionConfig, SignupConfig, ThrottleConfig},
     db::DbPool,
 };
 
@@ -49,6 +49,8 @@ pub struct AppState {
     pub sessions: SessionConfig,
     /// Sign-in failure limits.
     pub throttle: ThrottleConfig,
+    /// The sign-up limit per client address.
+    pub signup: SignupConfig,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
 }
