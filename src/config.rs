@@ -41,6 +41,26 @@ pub struct Config {
     /// `TRUSTED_PROXIES`: comma-separated addresses of the proxies whose `X-Forwarded-For` names the
     /// client; from anyone else the header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Connection deadlines and the per-address connection cap.
+    pub connections: ConnectionConfig,
+}
+
+/// How long a client may take to send a request, how long a connection may sit idle, and how many
+/// connections one client address may hold open.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionConfig {
+    /// `HTTP_HEADER_TIMEOUT_SECS`: a request's headers must have arrived this long after its first
+    /// byte (or after the connection opened, for its first request) (default 10).
+    pub header_timeout: Duration,
+    /// `HTTP_BODY_TIMEOUT_SECS`: a request's body must have arrived this long after its headers
+    /// (default 30).
+    pub body_timeout: Duration,
+    /// `HTTP_IDLE_TIMEOUT_SECS`: a keep-alive connection with no request in flight and no I/O for
+    /// this long is closed (default 60).
+    pub idle_timeout: Duration,
+    /// `MAX_CONNECTIONS_PER_IP`: open connections per client address; more are closed at once
+    /// (default 256). `TRUSTED_PROXIES` are not limited.
+    pub max_per_ip: usize,
 }
 
 /// Session (refresh-token family) lifetimes.
@@ -203,6 +223,7 @@ impl Config {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            connections: ConnectionConfig::from_lookup(&get)?,
         })
     }
 
@@ -214,6 +235,23 @@ impl Config {
 }
 
 const THIRTY_DAYS: u64 = 30 * 24 * 60 * 60;
+
+impl ConnectionConfig {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let max_per_ip = parse(get, "MAX_CONNECTIONS_PER_IP", 256)?;
+        if max_per_ip == 0 {
+            return Err(ConfigError(
+                "MAX_CONNECTIONS_PER_IP must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            header_timeout: positive_secs(get, "HTTP_HEADER_TIMEOUT_SECS", 10)?,
+            body_timeout: positive_secs(get, "HTTP_BODY_TIMEOUT_SECS", 30)?,
+            idle_timeout: positive_secs(get, "HTTP_IDLE_TIMEOUT_SECS", 60)?,
+            max_per_ip,
+        })
+    }
+}
 
 fn positive_secs(
     get: &impl Fn(&str) -> Option<String>,
@@ -302,6 +340,26 @@ mod tests {
             "SESSION_MAX_LIFETIME_SECS",
             "SIGNIN_WINDOW_SECS",
             "SIGNUP_WINDOW_SECS",
+        ] {
+            let err = config_with(&[URL, SECRET, (name, "0")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
+    }
+
+    #[test]
+    fn connection_settings_default_and_refuse_zero() {
+        let config = config_with(&[URL, SECRET]).unwrap().connections;
+        assert_eq!(config.header_timeout, Duration::from_secs(10));
+        assert_eq!(config.body_timeout, Duration::from_secs(30));
+        assert_eq!(config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(config.max_per_ip, 256);
+        for name in [
+            "HTTP_HEADER_TIMEOUT_SECS",
+            "HTTP_BODY_TIMEOUT_SECS",
+            "HTTP_IDLE_TIMEOUT_SECS",
+            "MAX_CONNECTIONS_PER_IP",
         ] {
             let err = config_with(&[URL, SECRET, (name, "0")])
                 .unwrap_err()

@@ -104,6 +104,10 @@ pub enum ApiError {
     /// after this many seconds. The text says which.
     #[error("too many requests; retry after {0} s")]
     TooManyRequests(u64, &'static str),
+    /// The request body did not arrive within the connection's body deadline
+    /// (`HTTP_BODY_TIMEOUT_SECS`); the connection is closed after the answer.
+    #[error("request timeout: the body did not arrive in time")]
+    RequestTimeout,
     /// The body is larger than the server accepts (`limit` bytes).
     #[error("payload too large")]
     PayloadTooLarge {
@@ -169,6 +173,11 @@ impl ApiError {
                 Some(format!("{what}; try again in {secs} seconds")),
                 None,
             ),
+            Self::RequestTimeout => (
+                "about:blank",
+                Some("the request body did not arrive in time; the connection is closed".to_string()),
+                None,
+            ),
             Self::PayloadTooLarge { limit } => (
                 "about:blank",
                 Some(format!("the body may be at most {limit} bytes")),
@@ -222,6 +231,7 @@ impl ResponseError for ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -241,6 +251,13 @@ impl ResponseError for ApiError {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
+        }
+        if let Self::RequestTimeout = self {
+            // RFC 9110 §15.5.9: the server is closing the connection rather than wait on.
+            response.headers_mut().insert(
+                header::CONNECTION,
+                header::HeaderValue::from_static("close"),
+            );
         }
         if let Self::Unauthorized(failure) = self {
             // RFC 6750 §3: a request without a token gets the bare challenge.

@@ -3,6 +3,8 @@
 //! A tour, from the outside in (`docs/architecture.md` has the whole picture):
 //! - [`config`] reads the environment once; [`telemetry`] sets up logging.
 //! - [`startup`] migrates the database, builds the routes and serves them.
+//! - [`server`] accepts connections and serves them under the connection deadlines and the
+//!   per-address cap.
 //! - [`api`] holds the operations of `openapi.yaml`, one module per area, the bearer scheme and
 //!   the extractors that carry the signed-in user and the request's database connection.
 //! - [`domain`] holds the checked types every request is parsed into, and the rules they enforce.
@@ -18,5 +20,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod server;
 pub mod startup;
 pub mod telemetry;

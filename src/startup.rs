@@ -2,19 +2,18 @@
 //! authored contract's endpoints), the middleware, and the listener.
 
 use std::{
-    net::SocketAddr,
+    net::{IpAddr, SocketAddr},
     sync::{Arc, LazyLock},
-    time::Duration,
 };
 
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route,
     http::{HeaderValue, StatusCode, header},
-    listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
     middleware::CatchPanic,
     web::Html,
 };
 use poem_openapi::OpenApiService;
+use tokio::net::TcpListener;
 
 use crate::{
     api::{
@@ -22,9 +21,10 @@ use crate::{
         with_connection_slot,
     },
     auth::{JwtKeys, PasswordHasher},
-    config::Config,
+    config::{Config, ConnectionConfig},
     db,
     error::render_any_error,
+    server,
     telemetry::RequestLog,
 };
 
@@ -62,9 +62,13 @@ pub enum StartupError {
 
 /// A server bound to its address, ready to run.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     addr: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
+    connections: ConnectionConfig,
+    trusted_proxies: Vec<IpAddr>,
+    /// The limit on open files, after raising it; every connection takes one.
+    open_files: Option<u64>,
 }
 
 impl Application {
@@ -88,22 +92,20 @@ impl Application {
             signup: config.signup,
             trusted_proxies: config.trusted_proxies.clone(),
         });
-        let acceptor = TcpListener::bind(config.listen_addr)
-            .into_acceptor()
+        let listener = TcpListener::bind(config.listen_addr)
             .await
             .map_err(|source| StartupError::Listen {
                 addr: config.listen_addr,
                 source,
             })?;
-        let addr = acceptor
-            .local_addr()
-            .first()
-            .and_then(|addr| addr.as_socket_addr().copied())
-            .unwrap_or(config.listen_addr);
+        let addr = listener.local_addr().unwrap_or(config.listen_addr);
         Ok(Self {
-            acceptor,
+            listener,
             addr,
             app: routes(state).boxed(),
+            connections: config.connections,
+            trusted_proxies: config.trusted_proxies.clone(),
+            open_files: server::raise_open_files_limit(),
         })
     }
 
@@ -113,15 +115,30 @@ impl Application {
         self.addr
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish (up to 10 s).
+    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish (up to 10 s), under
+    /// the connection deadlines and the per-address cap ([`server`]).
     ///
     /// # Errors
-    /// The server's I/O failed.
+    /// None today: a failed `accept` is logged and retried; the signature leaves room for more.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        tracing::info!(addr = %self.addr, "serving");
-        Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(self.app, shutdown_signal(), Some(Duration::from_secs(10)))
-            .await
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// [`Application::run_until_stopped`], with `shutdown` in place of the signals (for tests).
+    ///
+    /// # Errors
+    /// As [`Application::run_until_stopped`].
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        tracing::info!(addr = %self.addr, open_files = self.open_files, "serving");
+        server::serve(
+            self.listener,
+            self.app,
+            self.connections,
+            &self.trusted_proxies,
+            shutdown,
+        )
+        .await;
+        Ok(())
     }
 }
 

@@ -189,10 +189,10 @@ enum WhoamiResponse {
 }
 
 error_statuses! {
-    SignupErrors: 400, 409, 413, 415, 422, 429, 500, 503;
-    SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
-    RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
-    SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
+    SignupErrors: 400, 408, 409, 413, 415, 422, 429, 500, 503;
+    SigninErrors: 400, 401, 408, 413, 415, 422, 429, 500, 503;
+    RefreshErrors: 400, 401, 408, 413, 415, 422, 500, 503;
+    SignoutErrors: 400, 401, 408, 413, 415, 422, 500, 503;
     SignoutAllErrors: 400, 401, 500, 503;
     WhoamiErrors: 400, 401, 500, 503;
 }

@@ -70,6 +70,10 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
                 ReadBodyError::PayloadTooLarge => ApiError::PayloadTooLarge {
                     limit: MAX_BODY_BYTES,
                 },
+                // The connection layer's body deadline (`server::BodyDeadline`) ran out.
+                ReadBodyError::Io(err) if err.kind() == std::io::ErrorKind::TimedOut => {
+                    ApiError::RequestTimeout
+                }
                 _ => ApiError::BadRequest("the request body could not be read".into()),
             })?;
         let Strict(value) = serde_json::from_slice(&bytes)

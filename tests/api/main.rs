@@ -5,6 +5,7 @@ mod admin;
 mod attacks;
 mod auth;
 mod conditional;
+mod connections;
 mod contract;
 mod db;
 mod errors;
