@@ -39,6 +39,18 @@ pub struct Config {
     /// `TRUSTED_PROXIES`: comma-separated addresses of the proxies whose `X-Forwarded-For` names the
     /// client; from anyone else the header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Bounds on the password-hashing queue.
+    pub hash_queue: HashQueueConfig,
+}
+
+/// How many password hashes may wait or run at once (each is a quarter of a second of CPU at cost
+/// 12), beyond which sign-up and sign-in are refused at once without hashing.
+#[derive(Debug, Clone, Copy)]
+pub struct HashQueueConfig {
+    /// `HASH_QUEUE_MAX`: in all (default 64); beyond it, 503.
+    pub max: usize,
+    /// `HASH_QUEUE_MAX_PER_IP`: from one client address (default 4); beyond it, 429.
+    pub max_per_ip: usize,
 }
 
 /// Session (refresh-token family) lifetimes.
@@ -185,6 +197,10 @@ impl Config {
                 })
                 .transpose()?
                 .unwrap_or_default(),
+            hash_queue: HashQueueConfig {
+                max: queue_bound(&get, "HASH_QUEUE_MAX", 64)?,
+                max_per_ip: queue_bound(&get, "HASH_QUEUE_MAX_PER_IP", 4)?,
+            },
         })
     }
 
@@ -205,6 +221,17 @@ fn positive_secs(
     match parse(get, name, default)? {
         0 => Err(ConfigError(format!("{name} must be at least 1"))),
         secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+fn queue_bound(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match parse(get, name, default)? {
+        0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        n => Ok(n),
     }
 }
 
@@ -350,6 +377,19 @@ mod tests {
         .expect(".env.example, with a JWT_SECRET, is a working configuration");
         let defaults = config_with(&[URL, SECRET]).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn the_hash_queue_defaults_to_64_in_all_and_4_per_address_and_refuses_zero() {
+        let config = config_with(&[URL, SECRET]).unwrap();
+        assert_eq!(config.hash_queue.max, 64);
+        assert_eq!(config.hash_queue.max_per_ip, 4);
+        for name in ["HASH_QUEUE_MAX", "HASH_QUEUE_MAX_PER_IP"] {
+            let err = config_with(&[URL, SECRET, (name, "0")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
     }
 
     #[test]

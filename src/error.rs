@@ -12,7 +12,10 @@ use poem::{
 use poem_openapi::Object;
 use serde::Serialize;
 
-use crate::{auth::SigninError, domain::Invalid};
+use crate::{
+    auth::{SigninError, password::HashError},
+    domain::Invalid,
+};
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -103,6 +106,13 @@ pub enum ApiError {
     /// The database did not answer in time.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The client's address already has its share of the password-hashing queue in use; it may
+    /// try again after this many seconds.
+    #[error("this address's share of the hashing queue is in use; retry after {0} s")]
+    HashShareFull(u64),
+    /// The password-hashing queue is full; try again after this many seconds.
+    #[error("the hashing queue is full; retry after {0} s")]
+    HashQueueFull(u64),
     /// Anything else: logged with its whole chain, never shown to the client.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -171,6 +181,21 @@ impl ApiError {
                 Some("the database is not answering; try again shortly".to_string()),
                 None,
             ),
+            Self::HashShareFull(secs) => (
+                "about:blank",
+                Some(format!(
+                    "this client address already has its share of passwords being checked; \
+                     try again in {secs} seconds"
+                )),
+                None,
+            ),
+            Self::HashQueueFull(secs) => (
+                "about:blank",
+                Some(format!(
+                    "too many passwords are being checked; try again in {secs} seconds"
+                )),
+                None,
+            ),
             Self::Internal(_) => ("about:blank", Some("internal error".to_string()), None),
             Self::Request { detail, .. } => ("about:blank", Some(detail.clone()), None),
         };
@@ -201,6 +226,8 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HashShareFull(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::HashQueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Request { status, .. } => *status,
         }
@@ -218,6 +245,17 @@ impl ResponseError for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
         }
+        // Every 429 and 503 says when to come back.
+        let retry_after = match self {
+            Self::HashShareFull(secs) | Self::HashQueueFull(secs) => Some(*secs),
+            Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if let Self::Unauthorized(failure) = self {
             // RFC 6750 §3: a request without a token gets the bare challenge.
             let challenge = match failure {
@@ -232,6 +270,11 @@ impl ResponseError for ApiError {
         response
     }
 }
+
+/// `Retry-After` on a 503 from the database: a request has just waited the pool's timeout (5 s by
+/// default) in vain, so the database is down or saturated, neither of which clears in a second;
+/// sooner retries would only add to the load.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Renders a problem with its media type and status.
 fn problem_response(problem: &Problem) -> Response {
@@ -289,7 +332,18 @@ impl From<SigninError> for ApiError {
             SigninError::BadCredentials => Self::Unauthorized(AuthFailure::BadCredentials),
             SigninError::Pool(err) => err.into(),
             SigninError::Database(err) => err.into(),
-            err @ (SigninError::Hash(_) | SigninError::Random(_)) => Self::internal(err),
+            SigninError::Hash(err) => err.into(),
+            err @ SigninError::Random(_) => Self::internal(err),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::ClientBusy { retry_after } => Self::HashShareFull(retry_after),
+            HashError::QueueFull { retry_after } => Self::HashQueueFull(retry_after),
+            err @ HashError::Failed(_) => Self::internal(err),
         }
     }
 }

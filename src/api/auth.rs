@@ -166,7 +166,7 @@ enum WhoamiResponse {
 }
 
 error_statuses! {
-    SignupErrors: 400, 409, 413, 415, 422, 500, 503;
+    SignupErrors: 400, 409, 413, 415, 422, 429, 500, 503;
     SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
     RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
     SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
@@ -182,10 +182,15 @@ impl AuthApi {
     /// Create an account
     ///
     /// Creates a user with the role `user`. Emails are compared case-insensitively.
+    ///
+    /// The password is hashed in a bounded queue: when this client address already has its share
+    /// of the queue in use the answer is 429, when the whole queue is full 503, both at once and
+    /// with `Retry-After`.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
     async fn signup(
         &self,
         state: Data<&SharedState>,
+        req: &Request,
         mut db: Db,
         body: JsonBody<SignupRequest>,
     ) -> Result<SignupResponse, Errors<SignupErrors>> {
@@ -206,9 +211,9 @@ impl AuthApi {
         .map_err(ApiError::invalid)?;
         let hash = state
             .passwords
-            .hash(password)
+            .hash(password, client_ip(req, &state.trusted_proxies))
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::from)?;
         let user = users::insert_user(db.conn().await?, &email, name.as_ref(), Role::User, &hash)
             .await?
             .ok_or(ApiError::Conflict(
@@ -223,6 +228,10 @@ impl AuthApi {
     /// access token and a refresh token that starts a session (see `POST /token/refresh`).
     /// Repeated failures for one email, or from one client address, get 429 with `Retry-After`
     /// until the window ends.
+    ///
+    /// The password is checked in a bounded queue: when this client address already has its share
+    /// of the queue in use the answer is 429, when the whole queue is full 503, both at once and
+    /// with `Retry-After`.
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
     async fn signin(
         &self,

@@ -129,7 +129,7 @@ impl Signin<'_> {
             }
         };
         let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), Some(hash)));
-        let verified = self.passwords.verify(password, hash).await?;
+        let verified = self.passwords.verify(password, hash, client).await?;
 
         let mut conn = self.pool.get().await?;
         let Some(user) = user.filter(|_| verified) else {
