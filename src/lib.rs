@@ -9,6 +9,7 @@
 //! - [`auth`] hashes passwords (off the async runtime), signs and verifies tokens, and signs in.
 //! - [`db`] holds the schema, the rows and the queries, which take domain values.
 //! - [`error`] renders every failure as RFC 9457 problem+json.
+//! - [`hangup`] makes a client's hang-up end its request (and so its queued password hash).
 //! - [`admin`] runs the administrative commands (`create-admin`, `promote`).
 
 pub mod admin;
@@ -18,5 +19,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod hangup;
 pub mod startup;
 pub mod telemetry;

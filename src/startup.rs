@@ -22,6 +22,7 @@ use crate::{
     config::Config,
     db,
     error::render_any_error,
+    hangup::HangUpAcceptor,
 };
 
 /// Every API area, as one OpenAPI service.
@@ -58,7 +59,7 @@ pub enum StartupError {
 
 /// A server bound to its address, ready to run.
 pub struct Application {
-    acceptor: TcpAcceptor,
+    acceptor: HangUpAcceptor<TcpAcceptor>,
     addr: SocketAddr,
     app: poem::endpoint::BoxEndpoint<'static>,
 }
@@ -96,7 +97,8 @@ impl Application {
             .and_then(|addr| addr.as_socket_addr().copied())
             .unwrap_or(config.listen_addr);
         Ok(Self {
-            acceptor,
+            // A client that hangs up ends its request, and with it its queued password hash.
+            acceptor: HangUpAcceptor(acceptor),
             addr,
             app: routes(state).boxed(),
         })
