@@ -8,6 +8,7 @@ mod conditional;
 mod contract;
 mod db;
 mod errors;
+mod hashing;
 mod helpers;
 mod news;
 mod service;
