@@ -340,6 +340,7 @@ impl HashPool {
             state: Mutex::new(QueueState::default()),
             work: Condvar::new(),
         });
+        let mut running = 0;
         for n in 0..threads {
             let queue = Arc::clone(&queue);
             let spawned = std::thread::Builder::new()
@@ -358,9 +359,16 @@ impl HashPool {
                         }
                     }
                 });
-            if let Err(err) = spawned {
-                tracing::error!(error = %err, "cannot start a password hashing thread");
+            match spawned {
+                Ok(_) => running += 1,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot start a password hashing thread");
+                }
             }
+        }
+        if running == 0 {
+            // Nothing would ever take a job: refuse them (500) rather than let them wait.
+            queue.stop();
         }
         Self { queue }
     }
@@ -628,6 +636,14 @@ mod tests {
         assert!(matches!(failed, Err(HashError::Failed(_))), "{failed:?}");
         assert_eq!(pool.queue.load(a), (0, 0));
         assert_eq!(pool.run(a, || 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn without_a_thread_jobs_are_refused_not_left_waiting() {
+        let pool = HashPool::start(0, LIMITS);
+        let refused = pool.run(ip("192.0.2.1"), || 7).await;
+        assert!(matches!(refused, Err(HashError::Failed(_))), "{refused:?}");
+        assert_eq!(pool.queue.load(ip("192.0.2.1")), (0, 0));
     }
 
     #[test]
