@@ -16,9 +16,11 @@
 //! or running in all, and at most `HASH_QUEUE_MAX_PER_IP` from one client address. A request beyond
 //! either bound is refused at once, before any bcrypt work ([`HashError::QueueFull`],
 //! [`HashError::ClientBusy`]), so one address cannot fill the queue and a flood cannot make it
-//! long. A job whose caller has gone (the request future was dropped, as hyper does when the client
-//! closes the connection) leaves the queue at once and is never hashed; one already running
-//! finishes, as bcrypt cannot be interrupted, and keeps its slot until then.
+//! long. A job whose caller has gone (its request's future was dropped, which is what a client
+//! closing its connection does: see [`crate::hangup`]) leaves the queue at once and is never hashed;
+//! one already running finishes, as bcrypt cannot be interrupted, and keeps its slot until then.
+//! `Retry-After` for a refusal is the time the threads need to work through the queue as it stands,
+//! from the recent run time of a job: about 8 s for a full default queue at cost 12 on 2 cores.
 
 use std::{
     collections::{BTreeMap, HashMap},
