@@ -11,6 +11,8 @@
 #    with a random JWT_SECRET, BCRYPT_COST=4 and sign-in throttle limits raised
 #    far above what a test run reaches (SIGNIN_MAX_FAILURES and
 #    SIGNIN_MAX_FAILURES_PER_IP; export your own values to override them);
+#    so is the sign-up limit (SIGNIN_MAX_FAILURES_PER_ACCOUNT, SIGNUP_MAX_PER_IP),
+#    since every request of a suite comes from one address;
 # 3. creates an admin account with `newsapi create-admin`;
 # 4. waits for GET /readyz, then runs COMMAND with these variables exported:
 #      BASE_URL        http://127.0.0.1:<port>
@@ -110,6 +112,8 @@ export BCRYPT_COST=4
 export LISTEN_ADDR="127.0.0.1:$port"
 export SIGNIN_MAX_FAILURES=${SIGNIN_MAX_FAILURES:-1000000}
 export SIGNIN_MAX_FAILURES_PER_IP=${SIGNIN_MAX_FAILURES_PER_IP:-1000000}
+export SIGNIN_MAX_FAILURES_PER_ACCOUNT=${SIGNIN_MAX_FAILURES_PER_ACCOUNT:-1000000}
+export SIGNUP_MAX_PER_IP=${SIGNUP_MAX_PER_IP:-1000000}
 export RUST_LOG=${E2E_RUST_LOG:-warn}
 export NEWSAPI_BIN
 export BASE_URL="http://127.0.0.1:$port"

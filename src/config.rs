@@ -36,6 +36,8 @@ pub struct Config {
     pub sessions: SessionConfig,
     /// Limits on failed sign-ins.
     pub throttle: ThrottleConfig,
+    /// The limit on sign-ups per client address.
+    pub signup: SignupConfig,
     /// `TRUSTED_PROXIES`: comma-separated addresses of the proxies whose `X-Forwarded-For` names the
     /// client; from anyone else the header is ignored.
     pub trusted_proxies: Vec<IpAddr>,
@@ -65,11 +67,22 @@ pub struct SessionConfig {
 /// Failed sign-ins allowed per window before 429.
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleConfig {
-    /// `SIGNIN_MAX_FAILURES`: per email (default 10).
-    pub max_failures_per_email: i32,
-    /// `SIGNIN_MAX_FAILURES_PER_IP`: per client address (default 100).
+    /// `SIGNIN_MAX_FAILURES`: per account and client address (default 10).
+    pub max_failures: i32,
+    /// `SIGNIN_MAX_FAILURES_PER_IP`: per client address, at any account (default 100).
     pub max_failures_per_ip: i32,
+    /// `SIGNIN_MAX_FAILURES_PER_ACCOUNT`: per account, from every address together (default 100).
+    pub max_failures_per_account: i32,
     /// `SIGNIN_WINDOW_SECS`: the window (default 900).
+    pub window: Duration,
+}
+
+/// Sign-ups allowed per client address per window before 429.
+#[derive(Debug, Clone, Copy)]
+pub struct SignupConfig {
+    /// `SIGNUP_MAX_PER_IP`: sign-ups per client address per window (default 20).
+    pub max_per_ip: i32,
+    /// `SIGNUP_WINDOW_SECS`: the window (default 3600).
     pub window: Duration,
 }
 
@@ -177,9 +190,14 @@ impl Config {
                 max_lifetime: positive_secs(&get, "SESSION_MAX_LIFETIME_SECS", THIRTY_DAYS)?,
             },
             throttle: ThrottleConfig {
-                max_failures_per_email: parse(&get, "SIGNIN_MAX_FAILURES", 10)?,
+                max_failures: parse(&get, "SIGNIN_MAX_FAILURES", 10)?,
                 max_failures_per_ip: parse(&get, "SIGNIN_MAX_FAILURES_PER_IP", 100)?,
+                max_failures_per_account: parse(&get, "SIGNIN_MAX_FAILURES_PER_ACCOUNT", 100)?,
                 window: positive_secs(&get, "SIGNIN_WINDOW_SECS", 900)?,
+            },
+            signup: SignupConfig {
+                max_per_ip: parse(&get, "SIGNUP_MAX_PER_IP", 20)?,
+                window: positive_secs(&get, "SIGNUP_WINDOW_SECS", 3600)?,
             },
             trusted_proxies: get("TRUSTED_PROXIES")
                 .map(|list| {
@@ -310,6 +328,7 @@ mod tests {
             "REFRESH_TOKEN_TTL_SECS",
             "SESSION_MAX_LIFETIME_SECS",
             "SIGNIN_WINDOW_SECS",
+            "SIGNUP_WINDOW_SECS",
         ] {
             let err = config_with(&[URL, SECRET, (name, "0")])
                 .unwrap_err()

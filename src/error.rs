@@ -13,12 +13,17 @@ use poem_openapi::Object;
 use serde::Serialize;
 
 use crate::{
-    auth::{SigninError, password::HashError},
+    auth::{SigninError, SignupLimitError, password::HashError},
     domain::Invalid,
 };
 
 /// The media type of every error body.
 pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// The most offending fields a 422 lists; `error_count` says how many there were. A body of 1 MiB
+/// can break its schema in a hundred thousand places, and the answer must not be larger than the
+/// question.
+pub const MAX_LISTED_ERRORS: usize = 20;
 
 /// An RFC 9457 problem detail, the body of every error response.
 #[derive(Debug, Clone, Serialize, Object)]
@@ -35,10 +40,14 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub detail: Option<String>,
-    /// For 422, the offending fields.
+    /// For 422, the offending fields (at most 20).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub errors: Option<Vec<FieldError>>,
+    /// For 422, how many offending fields there were, `errors` listing at most 20.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub error_count: Option<i64>,
 }
 
 /// One offending field of a request body.
@@ -91,9 +100,10 @@ pub enum ApiError {
     /// The resource no longer has the entity tag the client named in `If-Match`.
     #[error("precondition failed")]
     PreconditionFailed,
-    /// Too many failed sign-ins; the client may try again after this many seconds.
+    /// Too many attempts (failed sign-ins, sign-ups from one address, password checks waiting for
+    /// one address); the client may try again after this many seconds. The text says which.
     #[error("too many requests; retry after {0} s")]
-    TooManyRequests(u64),
+    TooManyRequests(u64, &'static str),
     /// The body is larger than the server accepts (`limit` bytes).
     #[error("payload too large")]
     PayloadTooLarge {
@@ -106,10 +116,6 @@ pub enum ApiError {
     /// The database did not answer in time.
     #[error("service unavailable: {0}")]
     Unavailable(String),
-    /// The client's address already has its share of the password-hashing queue in use; it may
-    /// try again after this many seconds.
-    #[error("this address's share of the hashing queue is in use; retry after {0} s")]
-    HashShareFull(u64),
     /// The password-hashing queue is full; try again after this many seconds.
     #[error("the hashing queue is full; retry after {0} s")]
     HashQueueFull(u64),
@@ -161,9 +167,9 @@ impl ApiError {
                 Some("the news item has changed since the entity tag in If-Match; nothing was changed".to_string()),
                 None,
             ),
-            Self::TooManyRequests(secs) => (
+            Self::TooManyRequests(secs, what) => (
                 "about:blank",
-                Some(format!("too many failed sign-ins; try again in {secs} seconds")),
+                Some(format!("{what}; try again in {secs} seconds")),
                 None,
             ),
             Self::PayloadTooLarge { limit } => (
@@ -173,20 +179,19 @@ impl ApiError {
             ),
             Self::Validation(errors) => (
                 "/problems/validation",
-                Some("the request body breaks the schema; see `errors`".to_string()),
-                Some(errors.clone()),
+                Some(if errors.len() > MAX_LISTED_ERRORS {
+                    format!(
+                        "the request body breaks the schema in {} places; `errors` lists the first {MAX_LISTED_ERRORS}",
+                        errors.len()
+                    )
+                } else {
+                    "the request body breaks the schema; see `errors`".to_string()
+                }),
+                Some(errors.iter().take(MAX_LISTED_ERRORS).cloned().collect()),
             ),
             Self::Unavailable(_) => (
                 "about:blank",
                 Some("the database is not answering; try again shortly".to_string()),
-                None,
-            ),
-            Self::HashShareFull(secs) => (
-                "about:blank",
-                Some(format!(
-                    "this client address already has its share of passwords being checked; \
-                     try again in {secs} seconds"
-                )),
                 None,
             ),
             Self::HashQueueFull(secs) => (
@@ -208,6 +213,10 @@ impl ApiError {
             },
             status: i32::from(status.as_u16()),
             detail,
+            error_count: match self {
+                Self::Validation(errors) => Some(i64::try_from(errors.len()).unwrap_or(i64::MAX)),
+                _ => None,
+            },
             errors,
         }
     }
@@ -222,11 +231,10 @@ impl ResponseError for ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
-            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::HashShareFull(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::HashQueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Request { status, .. } => *status,
@@ -240,14 +248,14 @@ impl ResponseError for ApiError {
             _ => {}
         }
         let mut response = problem_response(&self.problem());
-        if let Self::TooManyRequests(secs) = self {
+        if let Self::TooManyRequests(secs, _) = self {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
         }
-        // Every 429 and 503 says when to come back.
+        // Every 503 says when to come back, as every 429 does.
         let retry_after = match self {
-            Self::HashShareFull(secs) | Self::HashQueueFull(secs) => Some(*secs),
+            Self::HashQueueFull(secs) => Some(*secs),
             Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
             _ => None,
         };
@@ -328,7 +336,7 @@ impl From<PoolError> for ApiError {
 impl From<SigninError> for ApiError {
     fn from(err: SigninError) -> Self {
         match err {
-            SigninError::Throttled(secs) => Self::TooManyRequests(secs),
+            SigninError::Throttled(secs) => Self::TooManyRequests(secs, "too many failed sign-ins"),
             SigninError::BadCredentials => Self::Unauthorized(AuthFailure::BadCredentials),
             SigninError::Pool(err) => err.into(),
             SigninError::Database(err) => err.into(),
@@ -341,9 +349,24 @@ impl From<SigninError> for ApiError {
 impl From<HashError> for ApiError {
     fn from(err: HashError) -> Self {
         match err {
-            HashError::ClientBusy { retry_after } => Self::HashShareFull(retry_after),
+            HashError::ClientBusy { retry_after } => Self::TooManyRequests(
+                retry_after,
+                "this client address already has its share of passwords being checked",
+            ),
             HashError::QueueFull { retry_after } => Self::HashQueueFull(retry_after),
             err @ HashError::Failed(_) => Self::internal(err),
+        }
+    }
+}
+
+impl From<SignupLimitError> for ApiError {
+    fn from(err: SignupLimitError) -> Self {
+        match err {
+            SignupLimitError::Throttled(secs) => {
+                Self::TooManyRequests(secs, "too many sign-ups from this address")
+            }
+            SignupLimitError::Pool(err) => err.into(),
+            SignupLimitError::Database(err) => err.into(),
         }
     }
 }

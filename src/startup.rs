@@ -11,18 +11,22 @@ use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route, Server,
     http::{HeaderValue, StatusCode, header},
     listener::{Acceptor, Listener, TcpAcceptor, TcpListener},
-    middleware::{CatchPanic, Tracing},
+    middleware::CatchPanic,
     web::Html,
 };
 use poem_openapi::OpenApiService;
 
 use crate::{
-    api::{AppState, AuthApi, Contract, NewsApi, ServiceApi, SharedState, with_connection_slot},
+    api::{
+        AppState, AuthApi, Contract, NewsApi, ServiceApi, SharedState, response_headers,
+        with_connection_slot,
+    },
     auth::{JwtKeys, PasswordHasher},
     config::Config,
     db,
     error::render_any_error,
     hangup::HangUpAcceptor,
+    telemetry::RequestLog,
 };
 
 /// Every API area, as one OpenAPI service.
@@ -82,6 +86,7 @@ impl Application {
             passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue),
             sessions: config.sessions,
             throttle: config.throttle,
+            signup: config.signup,
             trusted_proxies: config.trusted_proxies.clone(),
         });
         let acceptor = TcpListener::bind(config.listen_addr)
@@ -144,7 +149,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
         .routes(Route::new())
         .nest("/", api)
         .data(state)
-        .with(Tracing)
+        .with(RequestLog)
         .with(CatchPanic::new())
         .catch_all_error(render_any_error)
         .around(move |endpoint, req| async move {
@@ -159,6 +164,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
             }
             Ok(response)
         })
+        .around(response_headers)
 }
 
 async fn shutdown_signal() {

@@ -1,5 +1,10 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`).
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`); and [`RequestLog`], the
+//! one line per request, which never writes a token.
 
+use std::time::Instant;
+
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Uri};
+use tracing::Instrument;
 use tracing_subscriber::{EnvFilter, fmt};
 
 /// Installs the global subscriber; a second call does nothing.
@@ -9,4 +14,150 @@ pub fn init() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// A span per request (`remote_addr`, `method`, `uri`, `version`) and one event when it ends
+/// (`status`, `duration`): poem's `Tracing` middleware, less what must not reach a log.
+///
+/// - The query string keeps its parameter names and loses every value (`?access_token=…`): a
+///   client may put a token there (RFC 6750 §2.3), and this server reads none from it.
+/// - A path segment longer than [`MAX_LOGGED_SEGMENT`] bytes (no route has one: the longest is a
+///   UUID, 36) is written `…`: a token pasted into a path would be one.
+/// - `remote_addr` is the socket's peer, never what `X-Forwarded-For` or `X-Real-IP` claim (poem's
+///   `Tracing` believes them from anyone).
+/// - A refused request's message is not written, only its status: poem's messages can quote what
+///   the client sent. (Internal errors and an unavailable database are logged where they are
+///   rendered, without anything the client sent.)
+///
+/// No header is written, so neither is `Authorization`.
+pub struct RequestLog;
+
+impl<E: Endpoint> Middleware<E> for RequestLog {
+    type Output = RequestLogEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestLogEndpoint(ep)
+    }
+}
+
+/// The endpoint [`RequestLog`] wraps.
+pub struct RequestLogEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let span = tracing::info_span!(
+            "request",
+            remote_addr = %req.remote_addr(),
+            version = ?req.version(),
+            method = %req.method(),
+            uri = %loggable_uri(req.uri()),
+        );
+        async move {
+            let start = Instant::now();
+            match self.0.call(req).await {
+                Ok(response) => {
+                    let response = response.into_response();
+                    tracing::info!(status = %response.status(), duration = ?start.elapsed(), "response");
+                    Ok(response)
+                }
+                Err(err) => {
+                    tracing::info!(status = %err.status(), duration = ?start.elapsed(), "error");
+                    Err(err)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// The longest path segment written as it is.
+pub const MAX_LOGGED_SEGMENT: usize = 40;
+/// The longest query parameter name written as it is.
+const MAX_LOGGED_NAME: usize = 32;
+/// The most bytes of a request target written.
+const MAX_LOGGED_URI: usize = 512;
+/// What stands for anything left out.
+const REDACTED: &str = "…";
+
+/// The request target as [`RequestLog`] writes it: the path, its over-long segments redacted, and
+/// the query string's parameter names without their values.
+#[must_use]
+pub fn loggable_uri(uri: &Uri) -> String {
+    let mut out = String::new();
+    for (i, segment) in uri.path().split('/').enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(if segment.len() > MAX_LOGGED_SEGMENT {
+            REDACTED
+        } else {
+            segment
+        });
+    }
+    if let Some(query) = uri.query() {
+        out.push('?');
+        for (i, pair) in query.split('&').enumerate() {
+            if i > 0 {
+                out.push('&');
+            }
+            let (name, value) = pair
+                .split_once('=')
+                .map_or((pair, None), |(name, value)| (name, Some(value)));
+            let plain = name.len() <= MAX_LOGGED_NAME
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            out.push_str(if plain { name } else { REDACTED });
+            if value.is_some() {
+                out.push('=');
+                out.push_str(REDACTED);
+            }
+        }
+    }
+    if out.len() > MAX_LOGGED_URI {
+        let mut end = MAX_LOGGED_URI;
+        while !out.is_char_boundary(end) {
+            end -= 1;
+        }
+        out.truncate(end);
+        out.push_str(REDACTED);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn logged(target: &str) -> String {
+        loggable_uri(&target.parse().unwrap())
+    }
+
+    #[test]
+    fn query_values_are_never_written() {
+        assert_eq!(
+            logged("/news?limit=5&access_token=eyJhbGciOiJIUzI1NiJ9.e30.abc&flag"),
+            "/news?limit=…&access_token=…&flag"
+        );
+        let token = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
+        assert_eq!(logged(&format!("/whoami?{token}")), "/whoami?…");
+        assert_eq!(logged(&format!("/whoami?{token}=1")), "/whoami?…=…");
+    }
+
+    #[test]
+    fn long_path_segments_are_redacted_and_uuids_kept() {
+        let id = "0192f0c4-0000-7000-8000-000000000000";
+        assert_eq!(logged(&format!("/news/{id}")), format!("/news/{id}"));
+        let token = "x".repeat(43);
+        assert_eq!(logged(&format!("/news/{token}/x")), "/news/…/x");
+    }
+
+    #[test]
+    fn a_long_target_is_cut() {
+        let target = format!("/{}", "a/".repeat(1000));
+        assert!(logged(&target).len() <= MAX_LOGGED_URI + REDACTED.len());
+    }
 }

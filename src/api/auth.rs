@@ -8,11 +8,14 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, SharedState, body::present,
-    client_ip, errors::error_statuses, text::Text,
+    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
+    body::present, client_ip, errors::error_statuses, text::Text,
 };
 use crate::{
-    auth::{Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token},
+    auth::{
+        Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token,
+        reserve_signup,
+    },
     db::{
         sessions::{self, Rotation},
         users::{self, UserRow},
@@ -24,9 +27,9 @@ use crate::{
 /// A new account.
 #[derive(Debug, Deserialize, Object)]
 pub struct SignupRequest {
-    /// The address to sign in with; compared case-insensitively.
+    /// The address to sign in with; compared in canonical form (trimmed, NFKC, case-folded).
     pub email: Text<Email>,
-    /// 8 to 72 characters, and at most 72 bytes in UTF-8.
+    /// 8 to 72 characters as sent, and at most 72 bytes in UTF-8 once normalised to NFKC.
     pub password: Text<Password>,
     /// A display name.
     #[serde(default, deserialize_with = "present")]
@@ -36,7 +39,7 @@ pub struct SignupRequest {
 /// Credentials to sign in with.
 #[derive(Debug, Deserialize, Object)]
 pub struct SigninRequest {
-    /// The account's email, in any letter case.
+    /// The account's email, in any spelling with the same canonical form (letter case, Unicode compatibility forms, surrounding space).
     pub email: Text<SigninEmail>,
     /// The account's password.
     pub password: Text<SigninPassword>,
@@ -130,18 +133,32 @@ impl From<UserRow> for User {
     }
 }
 
+// Their `Cache-Control` is set again, with the same value, on every response of these paths,
+// errors included (`super::headers`); here it is declared in the spec.
 #[derive(ApiResponse)]
 enum SignupResponse {
     /// The new user
     #[oai(status = 201)]
-    Created(Json<User>),
+    Created(
+        Json<User>,
+        /// `no-store`: the response carries a token or account data. Every response of this
+        /// operation, errors included, says so.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
 enum TokensResponse {
     /// An access token and a refresh token
     #[oai(status = 200)]
-    Ok(Json<TokenResponse>),
+    Ok(
+        Json<TokenResponse>,
+        /// `no-store`: the response carries a token or account data. Every response of this
+        /// operation, errors included, says so.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
 }
 
 #[derive(ApiResponse)]
@@ -162,7 +179,13 @@ enum SignoutAllResponse {
 enum WhoamiResponse {
     /// The signed-in user
     #[oai(status = 200)]
-    Ok(Json<User>),
+    Ok(
+        Json<User>,
+        /// `no-store`: the response carries a token or account data. Every response of this
+        /// operation, errors included, says so.
+        #[oai(header = "Cache-Control")]
+        String,
+    ),
 }
 
 error_statuses! {
@@ -170,8 +193,8 @@ error_statuses! {
     SigninErrors: 400, 401, 413, 415, 422, 429, 500, 503;
     RefreshErrors: 400, 401, 413, 415, 422, 500, 503;
     SignoutErrors: 400, 401, 413, 415, 422, 500, 503;
-    SignoutAllErrors: 401, 500, 503;
-    WhoamiErrors: 401, 500, 503;
+    SignoutAllErrors: 400, 401, 500, 503;
+    WhoamiErrors: 400, 401, 500, 503;
 }
 
 /// Accounts and access tokens.
@@ -181,7 +204,10 @@ pub struct AuthApi;
 impl AuthApi {
     /// Create an account
     ///
-    /// Creates a user with the role `user`. Emails are compared case-insensitively.
+    /// Creates a user with the role `user`. Emails are compared in one canonical form (trimmed,
+    /// Unicode NFKC, case-folded), so an address taken in any spelling of it is 409. Each client
+    /// address may attempt a limited number of sign-ups per window (`SIGNUP_MAX_PER_IP` per
+    /// `SIGNUP_WINDOW_SECS`); beyond that, 429 with `Retry-After`, before any password is hashed.
     ///
     /// The password is hashed in a bounded queue: when this client address already has its share
     /// of the queue in use the answer is 429, when the whole queue is full 503, both at once and
@@ -209,6 +235,14 @@ impl AuthApi {
             name.map(Text::into_inner),
         )
         .map_err(ApiError::invalid)?;
+        // Counted before any hashing, on a connection of its own (none is held while hashing).
+        reserve_signup(
+            db.pool(),
+            state.signup,
+            client_ip(req, &state.trusted_proxies),
+        )
+        .await
+        .map_err(ApiError::from)?;
         let hash = state
             .passwords
             .hash(password, client_ip(req, &state.trusted_proxies))
@@ -219,15 +253,21 @@ impl AuthApi {
             .ok_or(ApiError::Conflict(
                 "an account with this email already exists",
             ))?;
-        Ok(SignupResponse::Created(Json(user.into())))
+        Ok(SignupResponse::Created(
+            Json(user.into()),
+            NO_STORE.to_string(),
+        ))
     }
 
     /// Exchange email and password for an access token
     ///
     /// An unknown email and a wrong password get the same 401 response. Returns a short-lived
     /// access token and a refresh token that starts a session (see `POST /token/refresh`).
-    /// Repeated failures for one email, or from one client address, get 429 with `Retry-After`
-    /// until the window ends.
+    /// Failed sign-ins are counted per account and client address, per account, and per client
+    /// address (an account is its email in canonical form: any spelling that reaches it shares
+    /// its counts). Each attempt reserves one failure of every count before the password is
+    /// checked, and a success gives it back; an attempt that would pass a limit gets 429 with
+    /// `Retry-After` until that window ends, without any password being checked.
     ///
     /// The password is checked in a bounded queue: when this client address already has its share
     /// of the queue in use the answer is 429, when the whole queue is full 503, both at once and
@@ -253,13 +293,16 @@ impl AuthApi {
             .sign_in(credentials, client_ip(req, &state.trusted_proxies))
             .await
             .map_err(ApiError::from)?;
-        Ok(TokensResponse::Ok(Json(token_response(
-            &state,
-            session.user_id,
-            session.session_id,
-            session.refresh_token,
-            session.refresh_expires_at,
-        )?)))
+        Ok(TokensResponse::Ok(
+            Json(token_response(
+                &state,
+                session.user_id,
+                session.session_id,
+                session.refresh_token,
+                session.refresh_expires_at,
+            )?),
+            NO_STORE.to_string(),
+        ))
     }
 
     /// Exchange a refresh token for new tokens
@@ -286,13 +329,16 @@ impl AuthApi {
                 user_id,
                 family_id,
                 expires_at,
-            } => Ok(TokensResponse::Ok(Json(token_response(
-                &state,
-                user_id,
-                family_id,
-                refresh.token,
-                expires_at,
-            )?))),
+            } => Ok(TokensResponse::Ok(
+                Json(token_response(
+                    &state,
+                    user_id,
+                    family_id,
+                    refresh.token,
+                    expires_at,
+                )?),
+                NO_STORE.to_string(),
+            )),
             Rotation::Reused => {
                 tracing::warn!("refresh token reused; its session is revoked");
                 Err(ApiError::Unauthorized(AuthFailure::InvalidToken(
@@ -348,7 +394,7 @@ impl AuthApi {
                 .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
                     "the token's session has ended or its user no longer exists",
                 )))?;
-        Ok(WhoamiResponse::Ok(Json(row.into())))
+        Ok(WhoamiResponse::Ok(Json(row.into()), NO_STORE.to_string()))
     }
 }
 

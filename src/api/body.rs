@@ -8,6 +8,11 @@
 //! spec. Every body refuses unknown fields: `openapi.yaml` says so with `additionalProperties:
 //! false` on every request body schema, which poem-openapi cannot express (the contract test allows
 //! it).
+//!
+//! A key repeated in one object, at any depth, is malformed JSON here (400): `serde_json::Value`
+//! would keep the last one, so that `{"email": "me@…", "email": "victim@…"}` read as the victim,
+//! while a proxy or a log that reads the first would see someone else. The body is read once, into
+//! the same `Value`, by [`Strict`], which refuses the repeat as it builds each object.
 
 use poem::{FromRequest, Request, RequestBody, error::ReadBodyError};
 use poem_openapi::{
@@ -16,7 +21,8 @@ use poem_openapi::{
     registry::{MetaSchemaRef, Registry},
     types::Type,
 };
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Value};
 
 use crate::error::{ApiError, FieldError};
 
@@ -66,7 +72,7 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
                 },
                 _ => ApiError::BadRequest("the request body could not be read".into()),
             })?;
-        let value: serde_json::Value = serde_json::from_slice(&bytes)
+        let Strict(value) = serde_json::from_slice(&bytes)
             .map_err(|err| ApiError::BadRequest(format!("malformed JSON: {err}")))?;
         // Every body is an object. serde's derived structs also read an array, field by field in
         // order, so without this `[]` would be an empty patch and `["T", "B"]` a news item.
@@ -100,6 +106,78 @@ impl<T: Type + DeserializeOwned> ParsePayload for JsonBody<T> {
 }
 
 impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned);
+
+/// A JSON value read with no key repeated within any one object.
+struct Strict(Value);
+
+impl<'de> de::Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(Strict)
+    }
+}
+
+/// `serde_json::Value`'s own visitor, but for objects, which refuse a key they already hold.
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("any JSON value")
+    }
+
+    fn visit_bool<E>(self, value: bool) -> Result<Value, E> {
+        Ok(Value::Bool(value))
+    }
+
+    fn visit_i64<E>(self, value: i64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_u64<E>(self, value: u64) -> Result<Value, E> {
+        Ok(Value::from(value))
+    }
+
+    fn visit_f64<E>(self, value: f64) -> Result<Value, E> {
+        // serde_json never hands over a NaN or an infinity, which are not JSON.
+        Ok(serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, value: &str) -> Result<Value, E> {
+        Ok(Value::String(value.to_string()))
+    }
+
+    fn visit_string<E>(self, value: String) -> Result<Value, E> {
+        Ok(Value::String(value))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(1024));
+        while let Some(Strict(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if object.contains_key(&key) {
+                return Err(de::Error::custom(format_args!(
+                    "the key `{}` appears twice in one object",
+                    key.escape_debug()
+                )));
+            }
+            let Strict(value) = map.next_value()?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
 
 /// Names the field a serde error is about: its path, or for a missing field (reported at the
 /// object itself) the name serde quotes.
@@ -156,6 +234,31 @@ mod tests {
         let patch = parse(r#"{"title": "T"}"#).await.unwrap().0;
         assert_eq!(patch.title.as_deref(), Some("T"));
         assert_eq!(patch.body, None);
+    }
+
+    #[tokio::test]
+    async fn a_key_repeated_in_one_object_is_malformed_at_any_depth() {
+        for json in [
+            r#"{"title": "T", "title": "U"}"#,
+            r#"{"title": "T", "body": {"a": 1, "b": [{"c": 1, "c": 2}]}}"#,
+            // The same key after an escape is the same key.
+            r#"{"title": "T", "\u0074itle": "U"}"#,
+        ] {
+            let err = parse(json).await.unwrap_err();
+            assert_eq!(err.status(), poem::http::StatusCode::BAD_REQUEST, "{json}");
+        }
+        // The same key in two objects is no repeat; the values still have to fit.
+        let err = parse(r#"{"title": "T", "body": [{"a": 1}, {"a": 1}]}"#)
+            .await
+            .unwrap_err();
+        assert_eq!(err.status(), poem::http::StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    #[test]
+    fn strict_reads_what_serde_json_reads() {
+        let json = r#"{"a": [1, -2, 3.5, "x\u00e9", null, true, {}, []], "b": {"c": 18446744073709551615}}"#;
+        let Strict(strict) = serde_json::from_str(json).unwrap();
+        assert_eq!(strict, serde_json::from_str::<Value>(json).unwrap());
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@ mod auth;
 mod body;
 mod conn;
 mod errors;
+mod headers;
 mod json;
 mod news;
 mod security;
@@ -22,6 +23,7 @@ pub use self::{
     body::{JsonBody, MAX_BODY_BYTES},
     conn::{ConnectionSlot, Db, with_connection_slot},
     errors::Errors,
+    headers::{NO_STORE, NO_STORE_PATHS, response_headers},
     json::Json,
     news::NewsApi,
     security::{ClaimedSession, CurrentUser, client_ip},
@@ -31,7 +33,7 @@ pub use self::{
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},
-    config::{SessionConfig, ThrottleConfig},
+    config::{SessionConfig, SignupConfig, ThrottleConfig},
     db::DbPool,
 };
 
@@ -47,6 +49,8 @@ pub struct AppState {
     pub sessions: SessionConfig,
     /// Sign-in failure limits.
     pub throttle: ThrottleConfig,
+    /// The sign-up limit per client address.
+    pub signup: SignupConfig,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
 }

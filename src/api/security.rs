@@ -179,10 +179,21 @@ fn invalid(why: &'static str) -> ApiError {
 
 /// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive
 /// (RFC 9110 §11.1).
+///
+/// Two `Authorization` headers are a malformed request (400), whatever their schemes, and before
+/// either is looked at: the field is a singleton (RFC 9110 §11.6.2), and believing one of them
+/// means some proxy, log or other server may believe the other. So a `Basic` and a `Bearer`
+/// header together are 400 too, not the 401 a lone `Basic` one gets.
 fn bearer_token(req: &Request) -> Result<&str, ApiError> {
-    let Some(value) = req.headers().get(header::AUTHORIZATION) else {
+    let mut values = req.headers().get_all(header::AUTHORIZATION).iter();
+    let Some(value) = values.next() else {
         return Err(ApiError::Unauthorized(AuthFailure::MissingToken));
     };
+    if values.next().is_some() {
+        return Err(ApiError::BadRequest(
+            "more than one Authorization header; send exactly one".into(),
+        ));
+    }
     let value = value
         .to_str()
         .map_err(|_| invalid("the Authorization header is not valid"))?;
@@ -197,9 +208,20 @@ fn bearer_token(req: &Request) -> Result<&str, ApiError> {
     Ok(token)
 }
 
-/// The client's address: the socket's peer, unless the peer is a trusted proxy, in which case the
-/// right-most address of `X-Forwarded-For` that is not itself a trusted proxy. A header from anyone
-/// else changes nothing.
+/// The client's address: the socket's peer, unless the peer is a trusted proxy. Then
+/// `X-Forwarded-For` is walked from its right end (the hop the peer added) leftwards, past every
+/// hop that is itself a trusted proxy; the first other hop is the client:
+///
+/// - a hop that parses as an address (`203.0.113.7`, `2001:db8::1`, or with a port,
+///   `203.0.113.7:4711` and `[2001:db8::1]:4711`, as some proxies write them) is the client's;
+/// - a hop that does not parse (`unknown`, an obfuscated name, garbage) ends the walk too: it is
+///   the client, whose address the trusted proxy that wrote it did not know. Everything to its
+///   left was written by that client, and is not believed. The client counts as that proxy — the
+///   hop to the right of the unparsable one, or the peer when it is the right-most — so every
+///   client it could not name shares its limits, and no client can choose its own address.
+///
+/// A header from anyone but a trusted proxy changes nothing; a header of trusted proxies only
+/// leaves the left-most of them.
 #[must_use]
 pub fn client_ip(req: &Request, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
     let peer = req
@@ -209,19 +231,31 @@ pub fn client_ip(req: &Request, trusted_proxies: &[IpAddr]) -> Option<IpAddr> {
     if !trusted_proxies.contains(&peer) {
         return Some(peer);
     }
-    let forwarded: Vec<IpAddr> = req
+    let values: Vec<&[u8]> = req
         .headers()
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .filter_map(|hop| hop.trim().parse().ok())
+        .map(poem::http::HeaderValue::as_bytes)
         .collect();
-    Some(
-        forwarded
-            .into_iter()
-            .rev()
-            .find(|hop| !trusted_proxies.contains(hop))
-            .unwrap_or(peer),
-    )
+    let hops = values
+        .iter()
+        .rev()
+        .flat_map(|value| value.rsplit(|&byte| byte == b','));
+    let mut client = peer;
+    for hop in hops {
+        match parse_hop(hop) {
+            Some(address) if trusted_proxies.contains(&address) => client = address,
+            Some(address) => return Some(address),
+            None => return Some(client),
+        }
+    }
+    Some(client)
+}
+
+/// One hop of `X-Forwarded-For`: an address, alone or with a port.
+fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok()?.trim();
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|s| s.ip()))
+        .ok()
 }

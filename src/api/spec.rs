@@ -5,10 +5,19 @@
 //!
 //! The spec poem-openapi generates from the handlers is served nowhere: `tests/api/contract.rs`
 //! compares it with this one, so the handlers cannot drift from what is served.
+//!
+//! The pages load nothing from another host: poem-openapi's Redoc template links Google Fonts,
+//! and that `<link>` is dropped (Redoc falls back to the browser's fonts). Each page is sent with a
+//! `Content-Security-Policy` that allows its own inline scripts by their SHA-256 and nothing else
+//! to run, inline styles (Redoc writes its styles at run time), `data:` images (Swagger UI's CSS
+//! has them), Redoc's search worker (a `blob:`), requests to this server only ("Try it out"), and
+//! no other host for anything.
 
-use poem::{Route, endpoint::make_sync, web::Html};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use poem::{IntoResponse, Route, endpoint::make_sync, web::Html};
 use poem_openapi::{OpenApi, OpenApiService, Webhook};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 
 /// `openapi.yaml`, byte for byte.
 pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
@@ -16,9 +25,86 @@ pub const OPENAPI_YAML: &str = include_str!("../../openapi.yaml");
 /// The authored contract, parsed and rendered once, at start-up.
 pub struct Contract {
     json: String,
-    explorer: String,
-    redoc: String,
+    explorer: Page,
+    redoc: Page,
     allowed: AllowedMethods,
+}
+
+/// An HTML page and the `Content-Security-Policy` it is served with.
+struct Page {
+    html: String,
+    policy: String,
+}
+
+impl Page {
+    /// `html` with every `<link>` to another host dropped, and the policy that lets exactly its
+    /// inline scripts run.
+    fn new(html: &str) -> Self {
+        let html = drop_external_links(html);
+        let scripts: Vec<String> = inline_scripts(&html)
+            .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
+            .collect();
+        let policy = format!(
+            "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src 'self' data:; \
+             font-src 'self'; connect-src 'self'; worker-src blob:; base-uri 'none'; \
+             form-action 'none'; frame-ancestors 'none'",
+            scripts.join(" ")
+        );
+        Self { html, policy }
+    }
+
+    fn response(&self) -> poem::Response {
+        Html(self.html.as_str())
+            .with_header(
+                poem::http::header::CONTENT_SECURITY_POLICY,
+                self.policy.as_str(),
+            )
+            .into_response()
+    }
+}
+
+/// `html` without the `<link …>` tags whose `href` leads to another host (`https://…`,
+/// `http://…`, `//…`).
+fn drop_external_links(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    while let Some(start) = rest.find("<link") {
+        let Some(len) = rest[start..].find('>') else {
+            break;
+        };
+        let tag = &rest[start..=start + len];
+        out.push_str(&rest[..start]);
+        let external = [
+            "\"https://",
+            "\"http://",
+            "\"//",
+            "'https://",
+            "'http://",
+            "'//",
+        ]
+        .iter()
+        .any(|prefix| tag.contains(&format!("href={prefix}")));
+        if !external {
+            out.push_str(tag);
+        }
+        rest = &rest[start + len + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The text of every inline `<script>` of `html`, as the browser hashes it: everything between
+/// the opening tag and the first `</script`.
+fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
+    let mut rest = html;
+    std::iter::from_fn(move || {
+        let open = rest.find("<script")?;
+        let body = open + rest[open..].find('>')? + 1;
+        let close = body + rest[body..].find("</script")?;
+        let script = &rest[body..close];
+        rest = &rest[close..];
+        Some(script)
+    })
 }
 
 impl Contract {
@@ -43,8 +129,16 @@ impl Contract {
         // The spec goes inside a <script>: `<\/` is the same JSON string, and cannot end it.
         let embedded = json.replace("</", r"<\/");
         Self {
-            explorer: swap_spec(&generated.swagger_ui_html(), &generated_spec, &embedded),
-            redoc: swap_spec(&generated.redoc_html(), &generated_spec, &embedded),
+            explorer: Page::new(&swap_spec(
+                &generated.swagger_ui_html(),
+                &generated_spec,
+                &embedded,
+            )),
+            redoc: Page::new(&swap_spec(
+                &generated.redoc_html(),
+                &generated_spec,
+                &embedded,
+            )),
             allowed: AllowedMethods::from_spec(&value),
             json,
         }
@@ -75,11 +169,11 @@ impl Contract {
             // the contract has only a bearer scheme, so it is not needed.
             .nest(
                 "/explorer",
-                Route::new().at("/", make_sync(move |_| Html(self.explorer.as_str()))),
+                Route::new().at("/", make_sync(move |_| self.explorer.response())),
             )
             .nest(
                 "/redoc",
-                Route::new().at("/", make_sync(move |_| Html(self.redoc.as_str()))),
+                Route::new().at("/", make_sync(move |_| self.redoc.response())),
             )
     }
 
@@ -170,12 +264,43 @@ mod tests {
         let contract = Contract::new(&crate::startup::api_service());
         // An example: only openapi.yaml has them.
         for page in [&contract.explorer, &contract.redoc] {
-            assert!(page.contains("correct horse battery staple"));
+            assert!(page.html.contains("correct horse battery staple"));
         }
         assert_eq!(
             serde_json::from_str::<Value>(&contract.json).unwrap(),
             authored()
         );
+    }
+
+    #[test]
+    fn the_pages_link_no_other_host_and_allow_exactly_their_scripts() {
+        let contract = Contract::new(&crate::startup::api_service());
+        for page in [&contract.explorer, &contract.redoc] {
+            assert!(!page.html.contains("fonts.googleapis.com"));
+            assert!(!page.html.contains("<link"));
+            let scripts = inline_scripts(&page.html).count();
+            assert!(scripts >= 2, "{scripts}");
+            assert_eq!(page.policy.matches("'sha256-").count(), scripts);
+            assert!(!page.policy.contains("unsafe-eval"));
+            assert!(!page.policy.contains("http"));
+        }
+    }
+
+    #[test]
+    fn only_links_to_other_hosts_are_dropped() {
+        let html = r#"<head><link href="https://fonts.example/css" rel="stylesheet"><link rel="icon" href="/favicon.ico"><link href='//cdn.example/x'></head>"#;
+        assert_eq!(
+            drop_external_links(html),
+            r#"<head><link rel="icon" href="/favicon.ico"></head>"#
+        );
+    }
+
+    #[test]
+    fn inline_scripts_are_read_as_the_browser_reads_them() {
+        let html =
+            r#"<script charset="UTF-8">let a = "<\/script>";</script><p><script>b()</script>"#;
+        let scripts: Vec<&str> = inline_scripts(html).collect();
+        assert_eq!(scripts, [r#"let a = "<\/script>";"#, "b()"]);
     }
 
     #[test]

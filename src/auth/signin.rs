@@ -12,10 +12,12 @@ use crate::{
     config::{SessionConfig, ThrottleConfig},
     db::{
         DbPool,
-        throttle::{self, FailureCount, ThrottleKey},
+        throttle::{self, Budget, Reserved, ThrottleKey},
         users,
     },
-    domain::{Invalid, SigninEmail, SigninPassword, TextRule},
+    domain::{
+        Invalid, MAX_CANONICAL_EMAIL_BYTES, SigninEmail, SigninPassword, TextRule, canonical_email,
+    },
 };
 
 /// What sign-in needs.
@@ -74,7 +76,8 @@ pub struct StartedSession {
 /// Why sign-in failed.
 #[derive(Debug, thiserror::Error)]
 pub enum SigninError {
-    /// The email or the client address failed too often; try again after this many seconds.
+    /// The account (from this address, or from everywhere) or the client address is at its limit
+    /// of failures; try again after this many seconds.
     #[error("too many failed sign-ins; retry after {0} s")]
     Throttled(u64),
     /// Unknown email or wrong password: one answer for both.
@@ -95,48 +98,71 @@ pub enum SigninError {
 }
 
 impl Signin<'_> {
-    /// Signs `credentials` in from `client` (when the address is known).
+    /// Signs `credentials` in from `client` (`None` when the address is unknown: all such
+    /// callers count as one address).
     ///
-    /// The throttle is checked before any bcrypt work, and no connection is held while hashing.
-    /// A failure counts against the email and the address; a success forgets the email's failures
-    /// but not the address's, so that one good account cannot launder guesses at others.
+    /// Before any bcrypt work, the attempt reserves one failure of each of its counts (see
+    /// [`budgets`]) in one statement; when any is at its limit it is refused at once and takes
+    /// nothing. No connection is held while hashing. A wrong password or an unknown email keeps
+    /// the reservation: that is the failure counted. A success gives it back, and forgets the
+    /// account's failures from this address (the owner is here), but not the account's failures
+    /// from elsewhere nor the address's at other accounts: one good account cannot launder
+    /// guesses at others, and the owner's success does not reopen the account to strangers. A
+    /// refusal by the hashing queue (429 or 503: nothing was checked) gives it back too.
     ///
     /// # Errors
-    /// [`SigninError::Throttled`], [`SigninError::BadCredentials`], or a failure of the database or
-    /// the hasher.
+    /// [`SigninError::Throttled`], [`SigninError::BadCredentials`], a refusal by the hashing queue
+    /// ([`SigninError::Hash`]), or a failure of the database or the hasher.
     pub async fn sign_in(
         &self,
         credentials: Credentials,
         client: Option<IpAddr>,
     ) -> Result<StartedSession, SigninError> {
         let Credentials { email, password } = credentials;
-        let email_key = ThrottleKey::email(&email);
-        let mut keys = vec![email_key.clone()];
-        keys.extend(client.map(ThrottleKey::Ip));
+        // No account can have an email PostgreSQL cannot store (a NUL) or whose canonical form is
+        // too long to index: such an email is simply unknown, and only the address's count applies.
+        let account = Some(canonical_email(&email)).filter(|account| {
+            !account.contains('\0') && account.len() <= MAX_CANONICAL_EMAIL_BYTES
+        });
 
-        let found = {
+        let (reservation, found) = {
             let mut conn = self.pool.get().await?;
-            let counts = throttle::current_failures(&mut conn, &keys, self.limits.window).await?;
-            if let Some(secs) = retry_after(self.limits, &counts, Utc::now()) {
-                return Err(SigninError::Throttled(secs));
-            }
-            // No account can have an email PostgreSQL cannot store (a NUL): such an email is
-            // simply unknown.
-            if email.contains('\0') {
-                None
-            } else {
-                users::find_with_password_hash(&mut conn, email.trim()).await?
-            }
+            let budgets = budgets(self.limits, account.as_deref(), client);
+            let reservation =
+                match throttle::reserve(&mut conn, &budgets, self.limits.window).await? {
+                    Reserved::Granted(reservation) => reservation,
+                    Reserved::Refused { retry_after } => {
+                        return Err(SigninError::Throttled(retry_after));
+                    }
+                };
+            let found = match &account {
+                Some(account) => users::find_with_password_hash(&mut conn, account).await?,
+                None => None,
+            };
+            (reservation, found)
         };
         let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), Some(hash)));
-        let verified = self.passwords.verify(password, hash, client).await?;
+        let verified = match self.passwords.verify(password, hash, client).await {
+            Ok(verified) => verified,
+            Err(err) => {
+                // Refused by the hashing queue (or failed): no password was checked, so no
+                // failure was either — else refusals would use up an account's budget for free.
+                reservation
+                    .give_back(&mut *self.pool.get().await?, &[])
+                    .await?;
+                return Err(err.into());
+            }
+        };
 
-        let mut conn = self.pool.get().await?;
         let Some(user) = user.filter(|_| verified) else {
-            throttle::record_failure(&mut conn, &keys, self.limits.window).await?;
             return Err(SigninError::BadCredentials);
         };
-        throttle::clear(&mut conn, &email_key).await?;
+        let mut conn = self.pool.get().await?;
+        let owner_here: Vec<ThrottleKey> = account
+            .map(|account| ThrottleKey::AccountFromIp { account, client })
+            .into_iter()
+            .collect();
+        reservation.give_back(&mut conn, &owner_here).await?;
         let refresh =
             NewRefreshToken::generate().map_err(|e| SigninError::Random(e.to_string()))?;
         let now = Utc::now();
@@ -157,20 +183,39 @@ impl Signin<'_> {
     }
 }
 
-/// Seconds until sign-in is allowed again, when a key has used up its window's failures.
-fn retry_after(limits: ThrottleConfig, counts: &[FailureCount], now: DateTime<Utc>) -> Option<u64> {
-    counts
-        .iter()
-        .filter(|count| {
-            let limit = match count.key {
-                ThrottleKey::Ip(_) => limits.max_failures_per_ip,
-                ThrottleKey::Email(_) => limits.max_failures_per_email,
-            };
-            count.failures >= limit
-        })
-        .map(|count| count.window_started_at + limits.window)
-        .max()
-        .map(|until| u64::try_from((until - now).num_seconds().max(1)).unwrap_or(1))
+/// The throttle policy: what one sign-in attempt for `account` (a canonical email, `None` when no
+/// account can have the email typed) from `client` counts against, and each count's limit.
+///
+/// - the account from this address, `SIGNIN_MAX_FAILURES`: someone guessing from one address is
+///   stopped soon, without locking the owner out elsewhere;
+/// - the account from every address, `SIGNIN_MAX_FAILURES_PER_ACCOUNT`: bounds guessing at one
+///   account from many addresses;
+/// - the address at every account, `SIGNIN_MAX_FAILURES_PER_IP`: bounds one address guessing at
+///   many accounts.
+#[must_use]
+pub fn budgets(
+    limits: ThrottleConfig,
+    account: Option<&str>,
+    client: Option<IpAddr>,
+) -> Vec<Budget> {
+    let mut budgets = vec![Budget {
+        key: ThrottleKey::Ip(client),
+        limit: limits.max_failures_per_ip,
+    }];
+    if let Some(account) = account {
+        budgets.push(Budget {
+            key: ThrottleKey::AccountFromIp {
+                account: account.to_string(),
+                client,
+            },
+            limit: limits.max_failures,
+        });
+        budgets.push(Budget {
+            key: ThrottleKey::Account(account.to_string()),
+            limit: limits.max_failures_per_account,
+        });
+    }
+    budgets
 }
 
 #[cfg(test)]
@@ -180,79 +225,34 @@ mod tests {
     use super::*;
 
     const LIMITS: ThrottleConfig = ThrottleConfig {
-        max_failures_per_email: 3,
+        max_failures: 3,
         max_failures_per_ip: 10,
+        max_failures_per_account: 30,
         window: Duration::from_secs(900),
     };
 
-    fn count(
-        key: ThrottleKey,
-        failures: i32,
-        started_secs_ago: i64,
-        now: DateTime<Utc>,
-    ) -> FailureCount {
-        FailureCount {
-            key,
-            window_started_at: now - chrono::TimeDelta::seconds(started_secs_ago),
-            failures,
-        }
-    }
-
     #[test]
-    fn each_kind_of_key_has_its_own_limit_and_the_latest_window_end_wins() {
-        let now = Utc::now();
-        let ip = ThrottleKey::Ip("192.0.2.1".parse().unwrap());
-        let email = ThrottleKey::email(" Ada@Example.COM ");
-        let cases = [
-            (
-                "below both limits",
-                vec![
-                    count(email.clone(), 2, 0, now),
-                    count(ip.clone(), 9, 0, now),
-                ],
-                None,
-            ),
-            (
-                "the email at its limit",
-                vec![count(email.clone(), 3, 100, now)],
-                Some(800),
-            ),
-            (
-                "3 failures of an address are below its limit",
-                vec![count(ip.clone(), 3, 0, now)],
-                None,
-            ),
-            (
-                "the address at its limit",
-                vec![count(ip.clone(), 10, 600, now)],
-                Some(300),
-            ),
-            (
-                "both: the later end",
-                vec![count(email.clone(), 3, 600, now), count(ip, 10, 100, now)],
-                Some(800),
-            ),
-            (
-                "a window about to close still says 1 s",
-                vec![count(email, 3, 900, now)],
-                Some(1),
-            ),
-        ];
-        for (case, counts, expected) in cases {
-            assert_eq!(retry_after(LIMITS, &counts, now), expected, "{case}");
-        }
-    }
-
-    #[test]
-    fn an_email_key_ignores_case_and_surrounding_space_and_stands_in_for_nul() {
+    fn an_attempt_counts_against_the_account_from_its_address_the_account_and_the_address() {
+        let client: Option<IpAddr> = Some("192.0.2.1".parse().unwrap());
+        let budget = |key, limit| Budget { key, limit };
         assert_eq!(
-            ThrottleKey::email(" Ada@Example.COM "),
-            ThrottleKey::email("ada@example.com")
+            budgets(LIMITS, Some("ada@example.com"), client),
+            vec![
+                budget(ThrottleKey::Ip(client), 10),
+                budget(
+                    ThrottleKey::AccountFromIp {
+                        account: "ada@example.com".into(),
+                        client,
+                    },
+                    3
+                ),
+                budget(ThrottleKey::Account("ada@example.com".into()), 30),
+            ]
         );
-        assert_eq!(ThrottleKey::email("a\0b").stored(), "email:a\u{FFFD}b");
         assert_eq!(
-            ThrottleKey::Ip("192.0.2.1".parse().unwrap()).stored(),
-            "ip:192.0.2.1"
+            budgets(LIMITS, None, None),
+            vec![budget(ThrottleKey::Ip(None), 10)],
+            "an email no account can have counts only against the address"
         );
     }
 

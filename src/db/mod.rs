@@ -84,7 +84,9 @@ pub fn pool(url: &str, max_size: usize, wait_timeout: Duration) -> Result<DbPool
         .map_err(|e| DbSetupError::Pool(e.to_string()))
 }
 
-/// Applies every pending migration, on a connection of its own.
+/// Applies every pending migration, on a connection of its own; then gives accounts made before
+/// `users.email_canonical` existed their canonical email (computed in Rust, see
+/// [`users::fill_missing_canonical_emails`]).
 ///
 /// # Errors
 /// The database cannot be reached or a migration fails.
@@ -94,10 +96,22 @@ pub async fn migrate(url: &str) -> Result<(), DbSetupError> {
         .map_err(|e| DbSetupError::connect(url, &e))?;
     // The harness blocks in place on the runtime's worker: fine on the multi-threaded runtime,
     // a panic on the current-thread one.
-    AsyncMigrationHarness::new(conn)
+    let mut harness = AsyncMigrationHarness::new(conn);
+    harness
         .run_pending_migrations(MIGRATIONS)
-        .map(|_| ())
-        .map_err(|e| DbSetupError::Migrate(e.to_string()))
+        .map_err(|e| DbSetupError::Migrate(e.to_string()))?;
+    let mut conn = harness.into_inner();
+    let backfill = users::fill_missing_canonical_emails(&mut conn)
+        .await
+        .map_err(|e| DbSetupError::Migrate(format!("canonical emails: {e}")))?;
+    if backfill != users::CanonicalBackfill::default() {
+        tracing::info!(
+            filled = backfill.filled,
+            collisions = backfill.collisions,
+            "canonical emails filled in"
+        );
+    }
+    Ok(())
 }
 
 /// Answers whether the database responds to a trivial query.

@@ -92,6 +92,41 @@ pub struct Page {
     pub rows: Vec<NewsRow>,
     /// Where the next page starts; `None` on the last page.
     pub next: Option<Cursor>,
+    /// The list's order, for a cursor made after a cut.
+    order: SortOrder,
+}
+
+impl Page {
+    /// The page cut short, if need be, so that its rows cost at most `budget` together, each
+    /// costing `cost(row)` (its size as the client will get it, say). The first row is always
+    /// kept, whatever it costs, so that every page moves the list on. After a cut, `next` leads
+    /// on from the last row kept: the next page starts right after it, and no row is skipped.
+    #[must_use]
+    pub fn within(mut self, budget: usize, cost: impl Fn(&NewsRow) -> usize) -> Self {
+        let mut spent = 0_usize;
+        let keep = self
+            .rows
+            .iter()
+            .position(|row| {
+                spent = spent.saturating_add(cost(row));
+                spent > budget
+            })
+            .map_or(self.rows.len(), |over| over.max(1));
+        if keep < self.rows.len() {
+            self.rows.truncate(keep);
+            self.next = self.rows.last().map(|last| cursor_after(self.order, last));
+        }
+        self
+    }
+}
+
+/// The cursor of a page whose last row is `last`.
+fn cursor_after(order: SortOrder, last: &NewsRow) -> Cursor {
+    Cursor {
+        order,
+        date_created: last.date_created,
+        id: last.id,
+    }
 }
 
 /// Who is writing, for the ownership check in the write itself.
@@ -300,15 +335,11 @@ pub async fn list_page(
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let next = if rows.len() > limit {
         rows.truncate(limit);
-        rows.last().map(|last| Cursor {
-            order,
-            date_created: last.date_created,
-            id: last.id,
-        })
+        rows.last().map(|last| cursor_after(order, last))
     } else {
         None
     };
-    Ok(Page { rows, next })
+    Ok(Page { rows, next, order })
 }
 
 /// How many news match `filter`.
@@ -403,4 +434,75 @@ async fn why_not_written<T>(
         Some(author) if author != writer.user_id && !writer.is_admin() => WriteOutcome::NotOwner,
         Some(_) => WriteOutcome::Stale,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn page(sizes: &[usize], next: bool) -> Page {
+        let rows: Vec<NewsRow> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &size)| NewsRow {
+                id: Uuid::now_v7(),
+                title: format!("{i}"),
+                body: "x".repeat(size),
+                date_created: DateTime::from_timestamp(
+                    1_700_000_000 - i64::try_from(i).unwrap(),
+                    0,
+                )
+                .unwrap(),
+                date_updated: Utc::now(),
+                author_id: Uuid::nil(),
+                version: 1,
+            })
+            .collect();
+        let next = next.then(|| cursor_after(SortOrder::NewestFirst, rows.last().unwrap()));
+        Page {
+            rows,
+            next,
+            order: SortOrder::NewestFirst,
+        }
+    }
+
+    fn cost(row: &NewsRow) -> usize {
+        row.body.len()
+    }
+
+    #[test]
+    fn a_page_within_its_budget_is_left_as_it_is() {
+        let cut = page(&[3, 3, 4], false).within(10, cost);
+        assert_eq!(cut.rows.len(), 3);
+        assert_eq!(cut.next, None);
+        let cut = page(&[3, 3, 4], true).within(10, cost);
+        assert_eq!(cut.rows.len(), 3);
+        assert_eq!(
+            cut.next,
+            Some(cursor_after(SortOrder::NewestFirst, &cut.rows[2]))
+        );
+    }
+
+    #[test]
+    fn a_page_over_its_budget_ends_at_its_last_row_that_fits_and_leads_on_from_it() {
+        // The last page of the list: the cut makes a next page.
+        let cut = page(&[3, 3, 5], false).within(10, cost);
+        assert_eq!(cut.rows.len(), 2);
+        assert_eq!(
+            cut.next,
+            Some(cursor_after(SortOrder::NewestFirst, &cut.rows[1]))
+        );
+    }
+
+    #[test]
+    fn a_first_row_over_the_whole_budget_is_still_returned() {
+        let cut = page(&[50, 1], false).within(10, cost);
+        assert_eq!(cut.rows.len(), 1);
+        assert_eq!(
+            cut.next,
+            Some(cursor_after(SortOrder::NewestFirst, &cut.rows[0]))
+        );
+        let empty = page(&[], false).within(10, cost);
+        assert!(empty.rows.is_empty() && empty.next.is_none());
+    }
 }

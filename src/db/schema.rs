@@ -65,6 +65,7 @@ diesel::table! {
         name -> Nullable<Text>,
         role -> Text,
         created_at -> Timestamptz,
+        email_canonical -> Nullable<Text>,
     }
 }
 

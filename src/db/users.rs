@@ -4,18 +4,15 @@ use chrono::{DateTime, Utc};
 use diesel::{
     prelude::*,
     result::{DatabaseErrorKind, Error as DieselError},
-    sql_types::Text,
 };
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::{user_credentials, users};
-use crate::domain::{Email, Role, Timestamp, UserName};
+use crate::domain::{Email, Role, Timestamp, UserName, canonical_email};
 
-diesel::define_sql_function! {
-    /// SQL `lower()`, for case-insensitive email look-ups served by `users_email_lower_key`.
-    fn lower(x: Text) -> Text;
-}
+/// The unique index on `users.email_canonical`: a taken email, in any spelling.
+const EMAIL_TAKEN: &str = "users_email_canonical_key";
 
 /// A user as stored; it never carries the password hash.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -35,7 +32,7 @@ pub struct UserRow {
 }
 
 /// Creates an account with `role` and its password hash, in one transaction; `None` when an
-/// account has this email already (in any letter case).
+/// account has this email already (in any spelling with the same canonical form).
 ///
 /// # Errors
 /// Database errors.
@@ -56,7 +53,7 @@ pub async fn insert_user(
     let inserted = conn
         .transaction(async |conn| {
             let row = diesel::insert_into(users::table)
-                .values(row.clone())
+                .values((row.clone(), users::email_canonical.eq(email.canonical())))
                 .returning(UserRow::as_returning())
                 .get_result(conn)
                 .await?;
@@ -73,7 +70,7 @@ pub async fn insert_user(
     match inserted {
         Ok(row) => Ok(Some(row)),
         Err(DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info))
-            if info.constraint_name() == Some("users_email_lower_key") =>
+            if info.constraint_name() == Some(EMAIL_TAKEN) =>
         {
             Ok(None)
         }
@@ -81,7 +78,7 @@ pub async fn insert_user(
     }
 }
 
-/// Gives the account with this email (any letter case) `role`; `false` when there is none.
+/// Gives the account with this email (in any spelling) `role`; `false` when there is none.
 ///
 /// # Errors
 /// Database errors.
@@ -90,29 +87,90 @@ pub async fn set_role(
     email: &Email,
     role: Role,
 ) -> QueryResult<bool> {
-    let changed =
-        diesel::update(users::table.filter(lower(users::email).eq(lower(email.as_str()))))
-            .set(users::role.eq(String::from(role)))
-            .execute(conn)
-            .await?;
+    let changed = diesel::update(users::table.filter(users::email_canonical.eq(email.canonical())))
+        .set(users::role.eq(String::from(role)))
+        .execute(conn)
+        .await?;
     Ok(changed > 0)
 }
 
-/// The user with this email (any letter case) and their password hash.
+/// The user whose email has the canonical form `canonical` (see
+/// [`crate::domain::canonical_email`]), and their password hash.
 ///
 /// # Errors
 /// Database errors only; an unknown email is `Ok(None)`.
 pub async fn find_with_password_hash(
     conn: &mut AsyncPgConnection,
-    email: &str,
+    canonical: &str,
 ) -> QueryResult<Option<(UserRow, String)>> {
     users::table
         .inner_join(user_credentials::table)
-        .filter(lower(users::email).eq(lower(email)))
+        .filter(users::email_canonical.eq(canonical))
         .select((UserRow::as_select(), user_credentials::password_hash))
         .first(conn)
         .await
         .optional()
+}
+
+/// What [`fill_missing_canonical_emails`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CanonicalBackfill {
+    /// Rows given their canonical email.
+    pub filled: usize,
+    /// Rows left without one because an older account already has that canonical form.
+    pub collisions: usize,
+}
+
+/// Gives every account made before `email_canonical` existed its canonical email, oldest first
+/// (ids are UUID v7, so in order of creation). When two old accounts share one canonical form, the
+/// older keeps it and the newer is left without one: it cannot sign in until an operator resolves
+/// the clash, and is logged. Run at start-up, after the migrations; with nothing to fill it is
+/// one indexed query.
+///
+/// # Errors
+/// Database errors.
+pub async fn fill_missing_canonical_emails(
+    conn: &mut AsyncPgConnection,
+) -> QueryResult<CanonicalBackfill> {
+    const BATCH: i64 = 1000;
+    let mut done = CanonicalBackfill::default();
+    let mut after = Uuid::nil();
+    loop {
+        let rows: Vec<(Uuid, String)> = users::table
+            .filter(users::email_canonical.is_null())
+            .filter(users::id.gt(after))
+            .order(users::id)
+            .select((users::id, users::email))
+            .limit(BATCH)
+            .load(conn)
+            .await?;
+        let Some((last, _)) = rows.last() else {
+            return Ok(done);
+        };
+        after = *last;
+        for (id, email) in rows {
+            let canonical = canonical_email(&email);
+            let updated = diesel::update(users::table.find(id))
+                .set(users::email_canonical.eq(&canonical))
+                .execute(conn)
+                .await;
+            match updated {
+                Ok(_) => done.filled += 1,
+                Err(DieselError::DatabaseError(
+                    DatabaseErrorKind::UniqueViolation | DatabaseErrorKind::CheckViolation,
+                    _,
+                )) => {
+                    done.collisions += 1;
+                    tracing::warn!(
+                        user_id = %id,
+                        "this account's email has the canonical form of an older account's (or \
+                         one too long to index); it cannot sign in until the clash is resolved"
+                    );
+                }
+                Err(err) => return Err(err),
+            }
+        }
+    }
 }
 
 /// The user with this id.

@@ -9,7 +9,10 @@ mod user;
 pub use cursor::{Cursor, SortOrder};
 pub use etag::{TagCondition, entity_tag};
 pub use news::{NewsBody, NewsDraft, NewsEdit, NewsTitle, Timestamp};
-pub use user::{Email, NewUser, Password, Role, SigninEmail, SigninPassword, UserName};
+pub use user::{
+    Email, MAX_CANONICAL_EMAIL_BYTES, NewUser, Password, Role, SigninEmail, SigninPassword,
+    UserName, canonical_email,
+};
 
 /// A value that failed its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,8 +1,26 @@
 //! What a news item is made of.
 
-use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono::{DateTime, Datelike, TimeDelta, Timelike, Utc};
 
 use super::{Invalid, failures};
+
+/// How far in the future an author may date a news item: enough for clocks that disagree, too
+/// little to pin an item to the top of every feed (the list is newest first).
+pub const MAX_FUTURE_DATE_CREATED: TimeDelta = TimeDelta::minutes(5);
+
+/// A `date_created` as the author gives it: a [`Timestamp`], at most
+/// [`MAX_FUTURE_DATE_CREATED`] after now.
+fn date_created(instant: DateTime<Utc>) -> Result<Timestamp, Invalid> {
+    const FIELD: &str = "date_created";
+    let stamp = Timestamp::parse(FIELD, instant)?;
+    if stamp.get() > Utc::now() + MAX_FUTURE_DATE_CREATED {
+        return Err(Invalid::new(
+            FIELD,
+            "must not be more than 5 minutes in the future",
+        ));
+    }
+    Ok(stamp)
+}
 
 /// A new news item, or the full replacement of one.
 #[derive(Debug)]
@@ -23,9 +41,7 @@ impl NewsDraft {
         body: String,
         date_created: Option<DateTime<Utc>>,
     ) -> Result<Self, Vec<Invalid>> {
-        let date_created = date_created
-            .map(|d| Timestamp::parse("date_created", d))
-            .transpose();
+        let date_created = date_created.map(self::date_created).transpose();
         match (NewsTitle::parse(title), NewsBody::parse(body), date_created) {
             (Ok(title), Ok(body), Ok(date_created)) => Ok(Self {
                 title,
@@ -60,9 +76,7 @@ impl NewsEdit {
     ) -> Result<Self, Vec<Invalid>> {
         let title = title.map(NewsTitle::parse).transpose();
         let body = body.map(NewsBody::parse).transpose();
-        let date_created = date_created
-            .map(|d| Timestamp::parse("date_created", d))
-            .transpose();
+        let date_created = date_created.map(self::date_created).transpose();
         match (title, body, date_created) {
             (Ok(title), Ok(body), Ok(date_created)) => Ok(Self {
                 title,
@@ -205,6 +219,29 @@ mod tests {
             .with_timezone(&Utc);
         assert!(Timestamp::parse("date_created", late).is_err());
         assert_eq!(Timestamp::bound(late).get(), late);
+    }
+
+    #[test]
+    fn date_created_may_lie_at_most_5_minutes_in_the_future() {
+        let now = Utc::now();
+        let soon = now + TimeDelta::minutes(4);
+        let draft = NewsDraft::parse("T".into(), "B".into(), Some(soon)).unwrap();
+        assert_eq!(
+            draft.date_created.map(Timestamp::get),
+            Some(to_micros(soon))
+        );
+        for later in [
+            now + TimeDelta::minutes(6),
+            DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+                .unwrap()
+                .with_timezone(&Utc),
+        ] {
+            let errors = NewsDraft::parse("T".into(), "B".into(), Some(later)).unwrap_err();
+            assert_eq!(errors[0].field, "date_created");
+            let errors = NewsEdit::parse(None, None, Some(later)).unwrap_err();
+            assert_eq!(errors[0].field, "date_created");
+        }
+        assert!(NewsEdit::parse(None, None, Some(now - TimeDelta::days(365 * 1000))).is_ok());
     }
 
     #[test]

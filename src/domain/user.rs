@@ -43,9 +43,53 @@ impl NewUser {
 }
 
 /// A syntactically valid email address of at most 254 characters, as the user typed it (trimmed).
-/// Uniqueness and look-ups are case-insensitive (the database compares `lower(email)`).
+/// Uniqueness and look-ups use its [`canonical_email`] form (stored as `users.email_canonical`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Email(String);
+
+/// The most bytes of UTF-8 the canonical form of an email may have. A real address of 254
+/// characters has at most 1016; only compatibility characters that expand (U+FDFA is 18 letters
+/// in NFKC) reach further, and such a form could not be indexed (PostgreSQL's btree takes about
+/// 2.7 kB a key). No account has such an email; sign-in treats one as unknown.
+pub const MAX_CANONICAL_EMAIL_BYTES: usize = 1024;
+
+/// The one form of an email that every spelling reaching the same account maps to: the account's
+/// identity for uniqueness, every look-up and every throttle key.
+///
+/// 1. Surrounding white space goes (`char::is_whitespace`).
+/// 2. Unicode's compatibility caseless form (Unicode §3.13, D146: NFKD of full case folding of
+///    NFKD of full case folding of NFD): letter case, compatibility forms (fullwidth `ａ`, `K`
+///    KELVIN SIGN, ligatures) and canonical equivalents (`e` + U+0301 and `é`) all meet. Full case
+///    folding maps `ß` and `ẞ` to `ss`, so `straße@…` and `strasse@…` are one account: the
+///    spelling a keyboard without `ß` produces reaches it, and no second account can be made that
+///    reads the same.
+/// 3. U+0307 COMBINING DOT ABOVE on a base `i` or `j` goes: folding `İ` (U+0130) gives `i` + U+0307,
+///    which reads as `i`, so `İris@…` is `iris@…` (as PostgreSQL's `lower()` had it).
+/// 4. The result is recomposed (NFKC) and trimmed again.
+#[must_use]
+pub fn canonical_email(typed: &str) -> String {
+    use caseless::Caseless;
+    use unicode_normalization::{UnicodeNormalization, char::canonical_combining_class};
+
+    let folded = typed
+        .trim()
+        .chars()
+        .nfd()
+        .default_case_fold()
+        .nfkd()
+        .default_case_fold()
+        .nfkd();
+    let mut base = None;
+    let undotted = folded.filter(|&c| {
+        if canonical_combining_class(c) == 0 {
+            base = Some(c);
+            true
+        } else {
+            !(c == '\u{307}' && matches!(base, Some('i' | 'j')))
+        }
+    });
+    undotted.nfkc().collect::<String>().trim().to_string()
+}
 
 /// The longest address SMTP can carry (RFC 5321 §4.5.3.1.3).
 impl TextRule for Email {
@@ -60,7 +104,9 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let email = raw.trim();
         Self::check(email)?;
-        if !email_address::EmailAddress::is_valid(email) {
+        if !email_address::EmailAddress::is_valid(email)
+            || canonical_email(email).len() > MAX_CANONICAL_EMAIL_BYTES
+        {
             return Err(Invalid::new("email", "must be a valid email address"));
         }
         Ok(Self(email.to_string()))
@@ -71,11 +117,18 @@ impl Email {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Its [`canonical_email`] form: the account's identity.
+    #[must_use]
+    pub fn canonical(&self) -> String {
+        canonical_email(&self.0)
+    }
 }
 
-/// A password fit to hash: normalised to Unicode NFKC (NIST SP 800-63B §5.1.1.2, so that the same
-/// password typed on two keyboards is the same), then 8 to 72 characters and at most 72 bytes of
-/// UTF-8 (bcrypt ignores every byte after the 72nd, so a longer password would silently be cut),
+/// A password fit to hash: 8 to 72 characters as sent (the lengths `openapi.yaml` states hold for
+/// the string the client sent), then normalised to Unicode NFKC (NIST SP 800-63B §5.1.1.2, so that
+/// the same password typed on two keyboards is the same) and at most 72 bytes of UTF-8 in that
+/// form (bcrypt ignores every byte after the 72nd, so a longer password would silently be cut),
 /// and not easily guessed.
 #[derive(Clone)]
 pub struct Password(String);
@@ -100,8 +153,8 @@ impl Password {
     /// common passwords, words and names ship with the crate) estimates at most 10^6 guesses, as for
     /// `password1`, `iloveyou2` or the user's own email.
     pub fn parse(raw: String, personal: &[&str]) -> Result<Self, Invalid> {
-        let raw = Self::normalise(&raw);
         Self::check(&raw)?;
+        let raw = Self::normalise(&raw);
         if raw.len() > Self::MAX_BYTES {
             return Err(Invalid::new(
                 "password",
@@ -214,6 +267,110 @@ mod tests {
     }
 
     #[test]
+    fn every_spelling_of_one_address_has_one_canonical_form() {
+        let cases = [
+            ("plain", "iris@example.com", "iris@example.com"),
+            ("letter case", "IRIS@Example.COM", "iris@example.com"),
+            (
+                "surrounding white space",
+                " \t iris@example.com\u{3000}\n",
+                "iris@example.com",
+            ),
+            (
+                "U+0130 capital I with dot",
+                "\u{130}ris@example.com",
+                "iris@example.com",
+            ),
+            (
+                "U+0130 inside",
+                "iR\u{130}s@example.com",
+                "iris@example.com",
+            ),
+            (
+                "I + combining dot",
+                "I\u{307}ris@example.com",
+                "iris@example.com",
+            ),
+            (
+                "i + combining dot",
+                "i\u{307}ris@example.com",
+                "iris@example.com",
+            ),
+            (
+                "j + combining dot",
+                "j\u{307}o@example.com",
+                "jo@example.com",
+            ),
+            (
+                "a dot on another letter stays",
+                "e\u{307}@example.com",
+                "\u{117}@example.com",
+            ),
+            (
+                "U+212A KELVIN SIGN",
+                "\u{212A}elvin@example.com",
+                "kelvin@example.com",
+            ),
+            ("\u{df}", "stra\u{df}e@example.com", "strasse@example.com"),
+            (
+                "U+1E9E capital sharp s",
+                "STRA\u{1E9E}E@example.com",
+                "strasse@example.com",
+            ),
+            ("ss", "STRASSE@example.com", "strasse@example.com"),
+            (
+                "fullwidth",
+                "\u{FF41}\u{FF44}\u{FF41}\u{FF20}example.com",
+                "ada@example.com",
+            ),
+            (
+                "fullwidth capitals",
+                "\u{FF21}DA@EXAMPLE.COM",
+                "ada@example.com",
+            ),
+            (
+                "decomposed accent",
+                "jose\u{301}@example.com",
+                "jos\u{e9}@example.com",
+            ),
+            (
+                "composed accent",
+                "JOS\u{c9}@example.com",
+                "jos\u{e9}@example.com",
+            ),
+            (
+                "final sigma",
+                "\u{3a3}\u{3bf}\u{3c6}\u{3b9}\u{3b1}\u{3c2}@example.com",
+                "\u{3c3}\u{3bf}\u{3c6}\u{3b9}\u{3b1}\u{3c3}@example.com",
+            ),
+            ("ligature", "\u{FB01}x@example.com", "fix@example.com"),
+            (
+                "dotless i stays its own letter",
+                "\u{131}ris@example.com",
+                "\u{131}ris@example.com",
+            ),
+        ];
+        for (case, typed, canonical) in cases {
+            assert_eq!(canonical_email(typed), canonical, "{case}");
+            assert_eq!(canonical_email(canonical), canonical, "{case}: idempotent");
+        }
+    }
+
+    #[test]
+    fn an_email_whose_canonical_form_could_not_be_indexed_is_invalid() {
+        // U+FDFA is one character and 18 in NFKC.
+        let expanding = format!("{}@example.com", "\u{FDFA}".repeat(60));
+        assert!(canonical_email(&expanding).len() > MAX_CANONICAL_EMAIL_BYTES);
+        assert!(Email::parse(&expanding).is_err());
+        assert_eq!(
+            Email::parse(" \u{130}ris@Example.com ")
+                .unwrap()
+                .canonical(),
+            "iris@example.com"
+        );
+    }
+
+    #[test]
     fn an_email_without_a_domain_is_invalid() {
         assert_eq!(Email::parse("ada").unwrap_err().field, "email");
         assert!(Email::parse("").is_err());
@@ -228,6 +385,25 @@ mod tests {
     fn a_password_of_seven_characters_is_too_short_and_eight_is_enough() {
         assert!(password("k9#Vq2!").is_err());
         assert!(password("k9#Vq2!x").is_ok());
+    }
+
+    #[test]
+    fn password_lengths_count_the_characters_as_sent_not_their_nfkc_form() {
+        // U+FB03 LATIN SMALL LIGATURE FFI is one character as sent, three in NFKC.
+        let seven_as_sent = "k9#V\u{FB03}!x";
+        assert_eq!(seven_as_sent.chars().count(), 7);
+        assert_eq!(Password::normalise(seven_as_sent).chars().count(), 9);
+        assert_eq!(
+            password(seven_as_sent).unwrap_err().message,
+            "must be at least 8 characters"
+        );
+        // 72 characters as sent whose NFKC form is longer are still within the character
+        // limit; the 72-byte limit applies to the normalised form.
+        let ligatures = "\u{FB03}".repeat(25);
+        assert_eq!(
+            password(&ligatures).unwrap_err().message,
+            "must be at most 72 bytes in UTF-8"
+        );
     }
 
     #[test]

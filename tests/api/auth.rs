@@ -154,6 +154,13 @@ async fn signup_with_a_field_that_breaks_its_rule_is_422_naming_it_and_creates_n
             json!({"email": email, "password": "1234567"}),
             "password",
         ),
+        // Lengths hold for the string as sent: U+FB00 LATIN SMALL LIGATURE FF is one character
+        // as sent and two in NFKC, the form that is hashed.
+        (
+            "a password of seven characters whose NFKC form has eight",
+            json!({"email": email, "password": "k9#Vq2\u{FB00}"}),
+            "password",
+        ),
         (
             "a password of 37 characters but 74 bytes",
             json!({"email": email, "password": two_byte_password}),

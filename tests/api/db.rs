@@ -2,7 +2,7 @@
 //! migrated template, without a server in between.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use diesel_async::AsyncPgConnection;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use newsapi::{
     auth::hash_refresh_token,
     db::{
@@ -269,4 +269,93 @@ async fn an_email_taken_in_another_letter_case_is_refused_without_an_error() {
     .await
     .unwrap();
     assert!(!nobody);
+
+    // Another spelling of one canonical email: U+0130 and U+212A KELVIN SIGN.
+    user(&mut conn, "\u{130}ris@example.com", Role::User).await;
+    for spelling in [
+        "iris@example.com",
+        "IRIS@Example.com",
+        "I\u{307}ris@example.com",
+    ] {
+        let again = users::insert_user(
+            &mut conn,
+            &Email::parse(spelling).unwrap(),
+            None,
+            Role::User,
+            "hash",
+        )
+        .await
+        .unwrap();
+        assert!(again.is_none(), "{spelling}");
+    }
+    user(&mut conn, "kelvin@example.com", Role::User).await;
+    let promoted = users::set_role(
+        &mut conn,
+        &Email::parse("\u{212A}ELVIN@example.com").unwrap(),
+        Role::Admin,
+    )
+    .await
+    .unwrap();
+    assert!(promoted);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn accounts_from_before_canonical_emails_get_theirs_at_start_up_and_the_older_keeps_a_clash()
+{
+    // Arrange: rows as the previous version wrote them, without `email_canonical`; ids are UUID
+    // v7, in order of creation.
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    let rows = [
+        (
+            "0190a000-0000-7000-8000-000000000001",
+            "\u{130}ris@Example.com",
+        ),
+        (
+            "0190a000-0000-7000-8000-000000000002",
+            "STRASSE@example.com",
+        ),
+        (
+            "0190a000-0000-7000-8000-000000000003",
+            "stra\u{df}e@example.com",
+        ),
+        ("0190a000-0000-7000-8000-000000000004", "ada@example.com"),
+    ];
+    for (id, email) in rows {
+        diesel::sql_query("INSERT INTO users (id, email) VALUES ($1::uuid, $2)")
+            .bind::<diesel::sql_types::Text, _>(id)
+            .bind::<diesel::sql_types::Text, _>(email)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    // Act: what every start-up does
+    newsapi::db::migrate(&db.url).await.unwrap();
+    newsapi::db::migrate(&db.url).await.unwrap();
+
+    // Assert
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        email_canonical: Option<String>,
+    }
+    let canonical: Vec<Option<String>> =
+        diesel::sql_query("SELECT email_canonical FROM users ORDER BY id")
+            .load::<Row>(&mut conn)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| row.email_canonical)
+            .collect();
+    assert_eq!(
+        canonical,
+        [
+            Some("iris@example.com".to_string()),
+            Some("strasse@example.com".to_string()),
+            None,
+            Some("ada@example.com".to_string()),
+        ],
+        "the newer of two accounts with one canonical email is left without it"
+    );
 }

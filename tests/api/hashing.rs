@@ -242,6 +242,37 @@ async fn past_the_whole_queue_every_address_gets_503_with_retry_after_at_once() 
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_signin_the_queue_turns_away_counts_no_failure_against_the_account() {
+    // Arrange: one check at a time per address, half a second each; Ada's account
+    let app = spawn_app_with(&[("BCRYPT_COST", "13"), ("HASH_QUEUE_MAX_PER_IP", "1")]).await;
+    let response = app
+        .signup(&json!({"email": ADA, "password": PASSWORD}))
+        .await;
+    assert_eq!(response.status(), 201);
+    let from_2 = client_from(2);
+
+    // Act: 8 concurrent wrong guesses at Ada from 127.0.0.2
+    let tally = burst(8, |_| {
+        let request = from_2
+            .post(format!("{}/signin", app.address))
+            .json(&json!({"email": ADA, "password": WRONG}));
+        async move { request.send().await.unwrap() }
+    })
+    .await;
+
+    // Assert: only the guesses checked (401) count; the turned-away ones (429) gave theirs back
+    let checked = count_of(&tally, 401);
+    assert_eq!(checked + count_of(&tally, 429), 8, "{tally:?}");
+    assert!(checked >= 1, "{tally:?}");
+    let counted = db_count(
+        &app,
+        &format!("SELECT coalesce(max(failures), 0)::bigint FROM signin_failures WHERE key = 'account:{ADA}'"),
+    )
+    .await;
+    assert_eq!(counted, i64::try_from(checked).unwrap(), "{tally:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn signup_past_its_share_gets_429_at_once_and_makes_no_account() {
     // Arrange
     let app = spawn_app_with(&[("BCRYPT_COST", "13"), ("HASH_QUEUE_MAX_PER_IP", "2")]).await;

@@ -10,6 +10,7 @@ mod db;
 mod errors;
 mod hashing;
 mod helpers;
+mod hygiene;
 mod news;
 mod service;
 mod sessions;

@@ -4,7 +4,9 @@
 //   1. /explorer (Swagger UI) loads and lists every operation of the served spec;
 //   2. a user signs up and signs in through the API; the Authorize button takes the access token;
 //   3. "Try it out" on GET /whoami answers 200 with the user's email;
-//   4. /redoc renders the reference with every operation.
+//   4. /redoc renders the reference with every operation;
+//   5. neither page asked for anything from another host, and their Content-Security-Policy
+//      refused nothing they needed.
 //
 // Screenshots go to target/browser/. Requests to anywhere but BASE_URL are refused (the pages must
 // work offline) and counted. Prints one line per step and, last, `browser: N passed, M failed`.
@@ -40,7 +42,7 @@ if (!BASE_URL) {
 const run = randomBytes(4).toString("hex");
 const email = `browser-${run}@example.com`;
 const password = `explorer in chromium ${run}`;
-const state = { blocked: [], pageErrors: [] };
+const state = { blocked: [], pageErrors: [], policyViolations: [] };
 
 function check(condition, what) {
   if (!condition) {
@@ -148,12 +150,22 @@ async function redocRenders(page) {
   return `${summaries.length} operations`;
 }
 
+async function nothingFromOtherHostsAndNothingRefused() {
+  check(state.blocked.length === 0, `the pages asked other hosts for ${state.blocked.join(", ")}`);
+  check(
+    state.policyViolations.length === 0,
+    `the Content-Security-Policy refused: ${state.policyViolations.join("; ")}`,
+  );
+  return "0 requests off the server, 0 refused by the policy";
+}
+
 const steps = [
   ["/explorer lists every operation", explorerListsEveryOperation],
   ["sign up and sign in (through the API)", signUpAndSignIn],
   ["the Authorize button takes the bearer token", authorize],
   ['"Try it out" on GET /whoami', tryItOutOnWhoami],
   ["/redoc renders", redocRenders],
+  ["nothing from other hosts, nothing refused by the policy", nothingFromOtherHostsAndNothingRefused],
 ];
 
 mkdirSync(SHOTS, { recursive: true });
@@ -176,6 +188,9 @@ try {
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(TIMEOUT);
   page.on("pageerror", (err) => state.pageErrors.push(String(err)));
+  page.on("console", (message) => {
+    if (/Content Security Policy/i.test(message.text())) state.policyViolations.push(message.text());
+  });
   for (const [name, step] of steps) {
     try {
       const detail = await step(page);

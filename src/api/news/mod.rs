@@ -18,7 +18,10 @@ use self::{
         DeleteResponse, GetErrors, GetResponse, ListErrors, PageResponse, ReplaceResponse,
         UpdateResponse, WriteErrors,
     },
-    wire::{NewsCount, NewsInput, NewsOrder, NewsPage, NewsPatch},
+    wire::{
+        MAX_PAGE_BYTES, NewsCount, NewsInput, NewsOrder, NewsPage, NewsPatch, PAGE_ENVELOPE_BYTES,
+        json_size_bound,
+    },
 };
 use super::{ApiTags, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody};
 use crate::{
@@ -43,6 +46,11 @@ impl NewsApi {
     ///
     /// Keyset pagination: pass `next_cursor` from one page as `cursor` to get the next, with the
     /// same filters and order. Pages stay stable while other clients insert news.
+    ///
+    /// A page holds at most `limit` items, and fewer when one more would make its JSON larger than
+    /// 1 MiB (1 048 576 bytes), like DynamoDB's 1 MB pages; then `next_cursor` leads on from the
+    /// last item it holds, so nothing is skipped. A page holds at least one item whenever one
+    /// matches. A short page is not the end of the list: a null `next_cursor` is.
     #[oai(path = "/news", method = "get", operation_id = "listNews")]
     #[expect(
         clippy::too_many_arguments,
@@ -52,7 +60,7 @@ impl NewsApi {
         &self,
         _user: CurrentUser,
         mut db: Db,
-        /// Page size
+        /// The most items on the page; fewer when more would exceed 1 MiB of JSON
         #[oai(
             default = "default_limit",
             validator(minimum(value = "1"), maximum(value = "100"))
@@ -84,7 +92,9 @@ impl NewsApi {
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
         // The validator keeps `limit` within 1..=100.
         let limit = u32::try_from(limit.0).unwrap_or(1);
-        let page = db_news::list_page(db.conn().await?, &filter, order, limit, after).await?;
+        let page = db_news::list_page(db.conn().await?, &filter, order, limit, after)
+            .await?
+            .within(MAX_PAGE_BYTES - PAGE_ENVELOPE_BYTES, json_size_bound);
         Ok(PageResponse::Ok(Json(NewsPage {
             items: page.rows.into_iter().map(News::from).collect(),
             next_cursor: page.next.map(|cursor| cursor.encode()),
