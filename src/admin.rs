@@ -64,8 +64,8 @@ pub async fn create_admin(
         password,
         name,
     } = new_user;
-    let hash = PasswordHasher::new(config.bcrypt_cost)
-        .hash(password)
+    let hash = PasswordHasher::new(config.bcrypt_cost, config.hash_queue)
+        .hash(password, None)
         .await?;
     let mut conn = connect(config).await?;
     let user = users::insert_user(&mut conn, &email, name.as_ref(), Role::Admin, &hash)

@@ -43,6 +43,18 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Connection deadlines and the per-address connection cap.
     pub connections: ConnectionConfig,
+    /// Bounds on the password-hashing queue.
+    pub hash_queue: HashQueueConfig,
+}
+
+/// How many password hashes may wait or run at once (each is a quarter of a second of CPU at cost
+/// 12), beyond which sign-up and sign-in are refused at once without hashing.
+#[derive(Debug, Clone, Copy)]
+pub struct HashQueueConfig {
+    /// `HASH_QUEUE_MAX`: in all (default 64); beyond it, 503.
+    pub max: usize,
+    /// `HASH_QUEUE_MAX_PER_IP`: from one client address (default 4); beyond it, 429.
+    pub max_per_ip: usize,
 }
 
 /// How long a client may take to send a request, how long a connection may sit idle, and how many
@@ -224,6 +236,10 @@ impl Config {
                 .transpose()?
                 .unwrap_or_default(),
             connections: ConnectionConfig::from_lookup(&get)?,
+            hash_queue: HashQueueConfig {
+                max: queue_bound(&get, "HASH_QUEUE_MAX", 64)?,
+                max_per_ip: queue_bound(&get, "HASH_QUEUE_MAX_PER_IP", 4)?,
+            },
         })
     }
 
@@ -261,6 +277,17 @@ fn positive_secs(
     match parse(get, name, default)? {
         0 => Err(ConfigError(format!("{name} must be at least 1"))),
         secs => Ok(Duration::from_secs(secs)),
+    }
+}
+
+fn queue_bound(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match parse(get, name, default)? {
+        0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        n => Ok(n),
     }
 }
 
@@ -427,6 +454,19 @@ mod tests {
         .expect(".env.example, with a JWT_SECRET, is a working configuration");
         let defaults = config_with(&[URL, SECRET]).unwrap();
         assert_eq!(format!("{example:?}"), format!("{defaults:?}"));
+    }
+
+    #[test]
+    fn the_hash_queue_defaults_to_64_in_all_and_4_per_address_and_refuses_zero() {
+        let config = config_with(&[URL, SECRET]).unwrap();
+        assert_eq!(config.hash_queue.max, 64);
+        assert_eq!(config.hash_queue.max_per_ip, 4);
+        for name in ["HASH_QUEUE_MAX", "HASH_QUEUE_MAX_PER_IP"] {
+            let err = config_with(&[URL, SECRET, (name, "0")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
     }
 
     #[test]

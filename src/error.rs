@@ -13,7 +13,7 @@ use poem_openapi::Object;
 use serde::Serialize;
 
 use crate::{
-    auth::{SigninError, SignupLimitError},
+    auth::{SigninError, SignupLimitError, password::HashError},
     domain::Invalid,
 };
 
@@ -100,8 +100,8 @@ pub enum ApiError {
     /// The resource no longer has the entity tag the client named in `If-Match`.
     #[error("precondition failed")]
     PreconditionFailed,
-    /// Too many attempts (failed sign-ins, sign-ups from one address); the client may try again
-    /// after this many seconds. The text says which.
+    /// Too many attempts (failed sign-ins, sign-ups from one address, password checks waiting for
+    /// one address); the client may try again after this many seconds. The text says which.
     #[error("too many requests; retry after {0} s")]
     TooManyRequests(u64, &'static str),
     /// The request body did not arrive within the connection's body deadline
@@ -120,6 +120,9 @@ pub enum ApiError {
     /// The database did not answer in time.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The password-hashing queue is full; try again after this many seconds.
+    #[error("the hashing queue is full; retry after {0} s")]
+    HashQueueFull(u64),
     /// Anything else: logged with its whole chain, never shown to the client.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -200,6 +203,13 @@ impl ApiError {
                 Some("the database is not answering; try again shortly".to_string()),
                 None,
             ),
+            Self::HashQueueFull(secs) => (
+                "about:blank",
+                Some(format!(
+                    "too many passwords are being checked; try again in {secs} seconds"
+                )),
+                None,
+            ),
             Self::Internal(_) => ("about:blank", Some("internal error".to_string()), None),
             Self::Request { detail, .. } => ("about:blank", Some(detail.clone()), None),
         };
@@ -235,6 +245,7 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HashQueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Request { status, .. } => *status,
         }
@@ -259,6 +270,17 @@ impl ResponseError for ApiError {
                 header::HeaderValue::from_static("close"),
             );
         }
+        // Every 503 says when to come back, as every 429 does.
+        let retry_after = match self {
+            Self::HashQueueFull(secs) => Some(*secs),
+            Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
         if let Self::Unauthorized(failure) = self {
             // RFC 6750 §3: a request without a token gets the bare challenge.
             let challenge = match failure {
@@ -273,6 +295,11 @@ impl ResponseError for ApiError {
         response
     }
 }
+
+/// `Retry-After` on a 503 from the database: a request has just waited the pool's timeout (5 s by
+/// default) in vain, so the database is down or saturated, neither of which clears in a second;
+/// sooner retries would only add to the load.
+const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// Renders a problem with its media type and status.
 fn problem_response(problem: &Problem) -> Response {
@@ -330,7 +357,21 @@ impl From<SigninError> for ApiError {
             SigninError::BadCredentials => Self::Unauthorized(AuthFailure::BadCredentials),
             SigninError::Pool(err) => err.into(),
             SigninError::Database(err) => err.into(),
-            err @ (SigninError::Hash(_) | SigninError::Random(_)) => Self::internal(err),
+            SigninError::Hash(err) => err.into(),
+            err @ SigninError::Random(_) => Self::internal(err),
+        }
+    }
+}
+
+impl From<HashError> for ApiError {
+    fn from(err: HashError) -> Self {
+        match err {
+            HashError::ClientBusy { retry_after } => Self::TooManyRequests(
+                retry_after,
+                "this client address already has its share of passwords being checked",
+            ),
+            HashError::QueueFull { retry_after } => Self::HashQueueFull(retry_after),
+            err @ HashError::Failed(_) => Self::internal(err),
         }
     }
 }

@@ -282,6 +282,10 @@ async fn serve_connection(connection: Connection) {
     loop {
         tokio::select! {
             result = served.as_mut() => {
+                // A failed connection (the client hung up mid-request) is dropped here, never
+                // polled again: that drops the request's future too, and with it any password hash
+                // it has queued (`auth::password`). poem's own server polled it again to shut it
+                // down, and hyper then ran the abandoned request to its end.
                 if let Err(err) = result {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }

@@ -86,7 +86,7 @@ impl Application {
         let state = Arc::new(AppState {
             pool,
             jwt: JwtKeys::new(&config.jwt),
-            passwords: PasswordHasher::new(config.bcrypt_cost),
+            passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue),
             sessions: config.sessions,
             throttle: config.throttle,
             signup: config.signup,

@@ -208,6 +208,10 @@ impl AuthApi {
     /// Unicode NFKC, case-folded), so an address taken in any spelling of it is 409. Each client
     /// address may attempt a limited number of sign-ups per window (`SIGNUP_MAX_PER_IP` per
     /// `SIGNUP_WINDOW_SECS`); beyond that, 429 with `Retry-After`, before any password is hashed.
+    ///
+    /// The password is hashed in a bounded queue: when this client address already has its share
+    /// of the queue in use the answer is 429, when the whole queue is full 503, both at once and
+    /// with `Retry-After`.
     #[oai(path = "/signup", method = "post", operation_id = "signup")]
     async fn signup(
         &self,
@@ -241,9 +245,9 @@ impl AuthApi {
         .map_err(ApiError::from)?;
         let hash = state
             .passwords
-            .hash(password)
+            .hash(password, client_ip(req, &state.trusted_proxies))
             .await
-            .map_err(ApiError::internal)?;
+            .map_err(ApiError::from)?;
         let user = users::insert_user(db.conn().await?, &email, name.as_ref(), Role::User, &hash)
             .await?
             .ok_or(ApiError::Conflict(
@@ -264,6 +268,10 @@ impl AuthApi {
     /// its counts). Each attempt reserves one failure of every count before the password is
     /// checked, and a success gives it back; an attempt that would pass a limit gets 429 with
     /// `Retry-After` until that window ends, without any password being checked.
+    ///
+    /// The password is checked in a bounded queue: when this client address already has its share
+    /// of the queue in use the answer is 429, when the whole queue is full 503, both at once and
+    /// with `Retry-After`.
     #[oai(path = "/signin", method = "post", operation_id = "signin")]
     async fn signin(
         &self,

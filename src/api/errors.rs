@@ -85,7 +85,7 @@ fn problem_meta(status: u16) -> MetaResponse {
             "WWW-Authenticate",
             "The authentication scheme (RFC 6750)",
         )],
-        429 => vec![header("Retry-After", "Seconds to wait before trying again")],
+        429 | 503 => vec![header("Retry-After", "Seconds to wait before trying again")],
         _ => Vec::new(),
     };
     MetaResponse {

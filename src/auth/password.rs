@@ -11,52 +11,96 @@
 //! shares it between threads, and PostgreSQL on the same host is in another group, so nice-10
 //! hashing threads still left PostgreSQL's backends waiting to run; under `SCHED_IDLE` those stalls
 //! went away (decision log D1 in BENCHMARKS.md, with the measurements).
+//!
+//! Every hash and every check goes through one bounded queue: at most `HASH_QUEUE_MAX` jobs waiting
+//! or running in all, and at most `HASH_QUEUE_MAX_PER_IP` from one client address. A request beyond
+//! either bound is refused at once, before any bcrypt work ([`HashError::QueueFull`],
+//! [`HashError::ClientBusy`]), so one address cannot fill the queue and a flood cannot make it
+//! long. A job whose caller has gone (its request's future was dropped, which is what a client
+//! closing its connection does: `crate::server` drops a connection that fails, never polling it
+//! again) leaves the queue at once and is never hashed;
+//! one already running finishes, as bcrypt cannot be interrupted, and keeps its slot until then.
+//! `Retry-After` for a refusal is the time the threads need to work through the queue as it stands,
+//! from the recent run time of a job: about 8 s for a full default queue at cost 12 on 2 cores.
 
 use std::{
+    collections::{BTreeMap, HashMap},
+    net::{IpAddr, Ipv6Addr},
     panic::AssertUnwindSafe,
-    sync::{Arc, Mutex, mpsc},
+    sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError},
+    time::{Duration, Instant},
 };
 
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::oneshot;
 
-use crate::domain::Password;
+use crate::{config::HashQueueConfig, domain::Password};
 
-/// Hashes and verifies passwords at the configured bcrypt cost.
+/// Hashes and verifies passwords at the configured bcrypt cost, through the bounded queue.
 #[derive(Debug)]
 pub struct PasswordHasher {
     cost: u32,
     pool: HashPool,
-    /// A hash of a random password at the same cost, verified against when the email is unknown,
-    /// so that sign-in costs the same whether or not the account exists. Made on first use, to
-    /// keep start-up fast.
-    dummy_hash: OnceCell<String>,
+    /// A well-formed hash at the same cost that no stored hash equals, verified against when the
+    /// email is unknown, so that sign-in costs the same bcrypt work whether or not the account
+    /// exists. bcrypt's work depends only on the cost and the salt, so it needs no hashing to make
+    /// (and no first-use job that a flood could keep restarting).
+    dummy_hash: String,
 }
 
-/// Hashing failed; only a broken bcrypt setting or a dead blocking pool can cause it.
+/// Why a password was not hashed or checked.
 #[derive(Debug, thiserror::Error)]
-#[error("password hashing failed: {0}")]
-pub struct HashError(String);
+pub enum HashError {
+    /// The client's address already has its share of the queue waiting or running; retry after
+    /// this many seconds.
+    #[error("this client address has its share of the password-hashing queue in use")]
+    ClientBusy {
+        /// Seconds to wait: about how long the queue takes to work through what it holds.
+        retry_after: u64,
+    },
+    /// The whole queue is full; retry after this many seconds.
+    #[error("the password-hashing queue is full")]
+    QueueFull {
+        /// Seconds to wait: about how long the queue takes to work through what it holds.
+        retry_after: u64,
+    },
+    /// bcrypt refused the cost, the job panicked, or the hashing threads died.
+    #[error("password hashing failed: {0}")]
+    Failed(String),
+}
 
 impl PasswordHasher {
-    /// A hasher at bcrypt cost `cost`.
+    /// A hasher at bcrypt cost `cost`, with one hashing thread per core and the queue bounded by
+    /// `limits`.
     #[must_use]
-    pub fn new(cost: u32) -> Self {
+    pub fn new(cost: u32, limits: HashQueueConfig) -> Self {
+        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        Self::with_threads(cost, limits, threads)
+    }
+
+    fn with_threads(cost: u32, limits: HashQueueConfig, threads: usize) -> Self {
         Self {
             cost,
-            pool: HashPool::start(),
-            dummy_hash: OnceCell::new(),
+            pool: HashPool::start(threads, limits),
+            // bcrypt's base64 has '.' for 0: a zero salt and a zero hash, both well-formed.
+            dummy_hash: format!("$2b${cost:02}${}", ".".repeat(53)),
         }
     }
 
-    /// Hashes a new password.
+    /// Hashes a new password for `client` (`None` when there is no client address: the command
+    /// line).
     ///
     /// # Errors
-    /// bcrypt refused the cost, or the hashing threads died.
-    pub async fn hash(&self, password: Password) -> Result<String, HashError> {
+    /// The queue refused the job ([`HashError::ClientBusy`], [`HashError::QueueFull`]), bcrypt
+    /// refused the cost, or the hashing threads died.
+    pub async fn hash(
+        &self,
+        password: Password,
+        client: Option<IpAddr>,
+    ) -> Result<String, HashError> {
         let cost = self.cost;
         self.pool
-            .run(move || {
-                bcrypt::hash(password.expose(), cost).map_err(|e| HashError(e.to_string()))
+            .run(client, move || {
+                bcrypt::hash(password.expose(), cost).map_err(|e| HashError::Failed(e.to_string()))
             })
             .await?
     }
@@ -67,89 +111,309 @@ impl PasswordHasher {
     /// first 72 bytes).
     ///
     /// # Errors
-    /// The hashing threads died, or the dummy hash could not be made.
+    /// The queue refused the job ([`HashError::ClientBusy`], [`HashError::QueueFull`]), or the
+    /// hashing threads died.
     pub async fn verify(
         &self,
         candidate: String,
         stored: Option<String>,
+        client: Option<IpAddr>,
     ) -> Result<bool, HashError> {
         let (hash, exists) = match stored {
             Some(hash) => (hash, true),
-            None => (self.dummy_hash().await?.to_string(), false),
+            None => (self.dummy_hash.clone(), false),
         };
         let candidate = Password::normalise(&candidate);
         let fits = candidate.len() <= Password::MAX_BYTES;
         let matches = self
             .pool
-            .run(move || bcrypt::verify(candidate, &hash).unwrap_or(false))
+            .run(client, move || {
+                bcrypt::verify(candidate, &hash).unwrap_or(false)
+            })
             .await?;
         Ok(exists && fits && matches)
     }
+}
 
-    async fn dummy_hash(&self) -> Result<&str, HashError> {
-        let cost = self.cost;
-        self.dummy_hash
-            .get_or_try_init(|| async move {
-                let random = uuid::Uuid::new_v4().to_string();
-                self.pool
-                    .run(move || bcrypt::hash(random, cost).map_err(|e| HashError(e.to_string())))
-                    .await?
-            })
-            .await
-            .map(String::as_str)
+/// The share of the queue an address draws on: an IPv4 address (also when written IPv4-mapped),
+/// or an IPv6 address's /64 — one subscriber's network, whose hosts may take any number of
+/// addresses in it.
+fn share_of(client: IpAddr) -> IpAddr {
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+            IpAddr::V4,
+        ),
     }
 }
 
-type Job = Box<dyn FnOnce() + Send>;
+/// A job runs bcrypt and returns how to hand over its answer, or `None` when it found its caller
+/// gone and did nothing. The hand-over comes after the job's slot is given back, so a caller that
+/// has its answer never sees its own finished job still counted.
+type Job = Box<dyn FnOnce() -> Option<Delivery> + Send>;
+type Delivery = Box<dyn FnOnce() + Send>;
 
-/// Threads for CPU-bound work, one per core, at the lowest scheduling priority (see the module
-/// documentation). They end when the pool is dropped.
-#[derive(Debug)]
+struct Entry {
+    share: Option<IpAddr>,
+    job: Job,
+}
+
+/// The jobs waiting, and the count of those waiting or running, in all and per share.
+#[derive(Default)]
+struct QueueState {
+    /// Waiting jobs by ticket number: taken oldest first, withdrawn by number.
+    waiting: BTreeMap<u64, Entry>,
+    next_ticket: u64,
+    /// Jobs waiting or running.
+    in_use: usize,
+    /// The same, per client address share; a share with none is removed.
+    per_share: HashMap<IpAddr, usize>,
+    /// How long a job has taken to run, recently (a moving average), for `Retry-After`.
+    typical_run: Duration,
+    stopped: bool,
+}
+
+/// The bounded queue between requests and the hashing threads.
+struct Queue {
+    limits: HashQueueConfig,
+    threads: usize,
+    state: Mutex<QueueState>,
+    work: Condvar,
+}
+
+impl Queue {
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Nothing panics while the lock is held; if something did, the counts are still whole.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Queues `job` for `share`, or refuses it: 429 first (this address is over its share, whether
+    /// or not the whole queue is full too), then 503.
+    fn admit(&self, share: Option<IpAddr>, job: Job) -> Result<u64, HashError> {
+        let mut state = self.lock();
+        if state.stopped {
+            return Err(HashError::Failed(
+                "the password hashing threads have stopped".into(),
+            ));
+        }
+        let of_share = share.map_or(0, |share| state.per_share.get(&share).copied().unwrap_or(0));
+        if share.is_some() && of_share >= self.limits.max_per_ip {
+            return Err(HashError::ClientBusy {
+                retry_after: self.retry_after(&state),
+            });
+        }
+        if state.in_use >= self.limits.max {
+            return Err(HashError::QueueFull {
+                retry_after: self.retry_after(&state),
+            });
+        }
+        let ticket = state.next_ticket;
+        state.next_ticket += 1;
+        state.in_use += 1;
+        if let Some(share) = share {
+            *state.per_share.entry(share).or_default() += 1;
+        }
+        state.waiting.insert(ticket, Entry { share, job });
+        drop(state);
+        self.work.notify_one();
+        Ok(ticket)
+    }
+
+    /// Takes `ticket`'s job out of the queue if it is still waiting, giving its slot back; a job
+    /// already taken by a thread gives its slot back when it ends.
+    fn withdraw(&self, ticket: u64) {
+        let mut state = self.lock();
+        let withdrawn = state.waiting.remove(&ticket);
+        if let Some(entry) = &withdrawn {
+            state.release(entry.share);
+        }
+        drop(state);
+        // The job (and its answer channel) is dropped outside the lock.
+        drop(withdrawn);
+    }
+
+    /// The oldest waiting job, waiting for one; `None` once the pool is stopped.
+    fn next(&self) -> Option<Entry> {
+        let mut state = self.lock();
+        loop {
+            if state.stopped {
+                return None;
+            }
+            if let Some((_, entry)) = state.waiting.pop_first() {
+                return Some(entry);
+            }
+            state = self
+                .work
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    /// A job of `share` ended, after running for `ran` (`None`: it was skipped).
+    fn finish(&self, share: Option<IpAddr>, ran: Option<Duration>) {
+        let mut state = self.lock();
+        state.release(share);
+        if let Some(ran) = ran {
+            state.typical_run = if state.typical_run.is_zero() {
+                ran
+            } else {
+                (state.typical_run * 4 + ran) / 5
+            };
+        }
+    }
+
+    /// Seconds for the threads to work through every job waiting or running now, at the recent
+    /// run time of a job; at least 1. (At cost 12, ~0.25 s a job on 2 cores, a full default queue
+    /// of 64 says 8 s.) A client told this much will not find the same queue still there.
+    fn retry_after(&self, state: &QueueState) -> u64 {
+        let drain =
+            state.typical_run.as_secs_f64() * state.in_use as f64 / self.threads.max(1) as f64;
+        // `as` saturates: a drain too long for u64 seconds says u64::MAX.
+        (drain.ceil() as u64).max(1)
+    }
+
+    fn stop(&self) {
+        let mut state = self.lock();
+        state.stopped = true;
+        let waiting = std::mem::take(&mut state.waiting);
+        drop(state);
+        // Their callers see the answer channel close.
+        drop(waiting);
+        self.work.notify_all();
+    }
+
+    #[cfg(test)]
+    fn load(&self, share: Option<IpAddr>) -> (usize, usize) {
+        let state = self.lock();
+        let of_share = share
+            .map(share_of)
+            .and_then(|share| state.per_share.get(&share).copied())
+            .unwrap_or(0);
+        (state.in_use, of_share)
+    }
+}
+
+impl QueueState {
+    fn release(&mut self, share: Option<IpAddr>) {
+        self.in_use = self.in_use.saturating_sub(1);
+        let Some(share) = share else { return };
+        if let Some(count) = self.per_share.get_mut(&share) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_share.remove(&share);
+            }
+        }
+    }
+}
+
+/// A queued job's claim: dropping it (the request's future dropped, or the answer received)
+/// withdraws the job if no thread has taken it yet.
+struct Ticket<'a> {
+    queue: &'a Queue,
+    number: u64,
+}
+
+impl Drop for Ticket<'_> {
+    fn drop(&mut self) {
+        self.queue.withdraw(self.number);
+    }
+}
+
+/// Threads for CPU-bound work at the lowest scheduling priority (see the module documentation),
+/// fed by the bounded queue. They end when the pool is dropped.
 struct HashPool {
-    jobs: mpsc::Sender<Job>,
+    queue: Arc<Queue>,
+}
+
+impl std::fmt::Debug for HashPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HashPool")
+            .field("threads", &self.queue.threads)
+            .field("limits", &self.queue.limits)
+            .finish_non_exhaustive()
+    }
 }
 
 impl HashPool {
-    fn start() -> Self {
-        let (jobs, queue) = mpsc::channel::<Job>();
-        let queue = Arc::new(Mutex::new(queue));
-        let threads = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    fn start(threads: usize, limits: HashQueueConfig) -> Self {
+        let queue = Arc::new(Queue {
+            limits,
+            threads,
+            state: Mutex::new(QueueState::default()),
+            work: Condvar::new(),
+        });
+        let mut running = 0;
         for n in 0..threads {
             let queue = Arc::clone(&queue);
             let spawned = std::thread::Builder::new()
                 .name(format!("bcrypt-{n}"))
                 .spawn(move || {
                     lower_priority();
-                    loop {
-                        // The lock is held only while waiting for the next job, not while running it.
-                        let next = queue.lock().map(|queue| queue.recv());
-                        let Ok(Ok(job)) = next else { break };
-                        // A panicking job loses its answer (the caller sees an error), not the thread.
-                        let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+                    while let Some(Entry { share, job }) = queue.next() {
+                        let started = Instant::now();
+                        // A job catches its own panic; this only keeps the thread alive regardless.
+                        let delivery = std::panic::catch_unwind(AssertUnwindSafe(job))
+                            .ok()
+                            .flatten();
+                        queue.finish(share, delivery.is_some().then(|| started.elapsed()));
+                        if let Some(deliver) = delivery {
+                            deliver();
+                        }
                     }
                 });
-            if let Err(err) = spawned {
-                tracing::error!(error = %err, "cannot start a password hashing thread");
+            match spawned {
+                Ok(_) => running += 1,
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot start a password hashing thread");
+                }
             }
         }
-        Self { jobs }
+        if running == 0 {
+            // Nothing would ever take a job: refuse them (500) rather than let them wait.
+            queue.stop();
+        }
+        Self { queue }
     }
 
-    /// Runs `work` on the pool, inside the caller's tracing span, and waits for its answer.
+    /// Queues `work` for `client`, to run on the pool inside the caller's tracing span, and waits
+    /// for its answer. Refused at once when the queue is full or `client` has its share in use.
+    /// Dropping the returned future before a thread takes the job withdraws it unrun.
     async fn run<T: Send + 'static>(
         &self,
+        client: Option<IpAddr>,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let (answer, answered) = oneshot::channel();
+        let (answer, answered) = oneshot::channel::<std::thread::Result<T>>();
         let span = tracing::Span::current();
-        self.jobs
-            .send(Box::new(move || {
-                let _ = answer.send(span.in_scope(work));
+        let job: Job = Box::new(move || {
+            // Taken in the instant its caller went away: still nobody to hash for.
+            if answer.is_closed() {
+                return None;
+            }
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| span.in_scope(work)));
+            Some(Box::new(move || {
+                let _ = answer.send(outcome);
             }))
-            .map_err(|_| HashError("the password hashing threads have stopped".into()))?;
-        answered
-            .await
-            .map_err(|_| HashError("a password hashing job failed".into()))
+        });
+        let number = self.queue.admit(client.map(share_of), job)?;
+        let _ticket = Ticket {
+            queue: &self.queue,
+            number,
+        };
+        match answered.await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(_panic)) => Err(HashError::Failed("a password hashing job panicked".into())),
+            Err(_) => Err(HashError::Failed(
+                "the password hashing threads have stopped".into(),
+            )),
+        }
+    }
+}
+
+impl Drop for HashPool {
+    fn drop(&mut self) {
+        self.queue.stop();
     }
 }
 
@@ -172,26 +436,73 @@ fn lower_priority() {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
+
+    const LIMITS: HashQueueConfig = HashQueueConfig {
+        max: 64,
+        max_per_ip: 4,
+    };
 
     fn password(raw: &str) -> Password {
         Password::parse(raw.to_string(), &[]).unwrap()
     }
 
+    fn ip(raw: &str) -> Option<IpAddr> {
+        Some(raw.parse().unwrap())
+    }
+
+    /// Waits, a few milliseconds at a time and for at most 5 s, until `done` holds.
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(Instant::now() < deadline, "waited 5 s in vain for {what}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// A one-thread pool whose thread is held by a job (from no address) until the returned
+    /// sender is dropped.
+    async fn held_pool(limits: HashQueueConfig) -> (Arc<HashPool>, std::sync::mpsc::Sender<()>) {
+        let pool = Arc::new(HashPool::start(1, limits));
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let started = Arc::new(AtomicBool::new(false));
+        tokio::spawn({
+            let (pool, started) = (Arc::clone(&pool), Arc::clone(&started));
+            async move {
+                pool.run(None, move || {
+                    started.store(true, Ordering::SeqCst);
+                    let _ = held.recv();
+                })
+                .await
+            }
+        });
+        until("the thread to take the holding job", || {
+            started.load(Ordering::SeqCst)
+        })
+        .await;
+        (pool, release)
+    }
+
     #[tokio::test]
     async fn the_right_password_verifies_and_a_wrong_one_does_not() {
-        let hasher = PasswordHasher::new(4);
-        let hash = hasher.hash(password("correct horse")).await.unwrap();
+        let hasher = PasswordHasher::new(4, LIMITS);
+        let client = ip("192.0.2.1");
+        let hash = hasher
+            .hash(password("correct horse"), client)
+            .await
+            .unwrap();
         assert!(hash.starts_with("$2b$04$"));
         assert!(
             hasher
-                .verify("correct horse".into(), Some(hash.clone()))
+                .verify("correct horse".into(), Some(hash.clone()), client)
                 .await
                 .unwrap()
         );
         assert!(
             !hasher
-                .verify("wrong horse!".into(), Some(hash))
+                .verify("wrong horse!".into(), Some(hash), None)
                 .await
                 .unwrap()
         );
@@ -199,10 +510,10 @@ mod tests {
 
     #[tokio::test]
     async fn hashing_threads_run_under_sched_idle() {
-        let hasher = PasswordHasher::new(4);
+        let hasher = PasswordHasher::new(4, LIMITS);
         let stat = hasher
             .pool
-            .run(|| std::fs::read_to_string("/proc/thread-self/stat"))
+            .run(None, || std::fs::read_to_string("/proc/thread-self/stat"))
             .await
             .unwrap()
             .unwrap();
@@ -215,20 +526,148 @@ mod tests {
 
     #[tokio::test]
     async fn an_unknown_user_never_verifies() {
-        let hasher = PasswordHasher::new(4);
-        assert!(!hasher.verify("anything at all".into(), None).await.unwrap());
+        let hasher = PasswordHasher::new(4, LIMITS);
+        assert!(
+            !hasher
+                .verify("anything at all".into(), None, None)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[test]
+    fn the_dummy_hash_costs_what_a_real_one_does_and_matches_nothing() {
+        let dummy = PasswordHasher::with_threads(12, LIMITS, 1).dummy_hash;
+        let parts: bcrypt::HashParts = dummy.parse().expect("a well-formed bcrypt hash");
+        assert_eq!(parts.get_cost(), 12);
+        let cheap = PasswordHasher::with_threads(4, LIMITS, 1).dummy_hash;
+        assert_eq!(bcrypt::verify("anything at all", &cheap).ok(), Some(false));
     }
 
     #[tokio::test]
     async fn a_candidate_longer_than_72_bytes_never_matches_its_truncation() {
-        let hasher = PasswordHasher::new(4);
+        let hasher = PasswordHasher::new(4, LIMITS);
         let stored = "k9#Vq2!xZ".repeat(8);
-        let hash = hasher.hash(password(&stored)).await.unwrap();
+        let hash = hasher.hash(password(&stored), None).await.unwrap();
         assert!(
             !hasher
-                .verify(format!("{stored}extra"), Some(hash))
+                .verify(format!("{stored}extra"), Some(hash), None)
                 .await
                 .unwrap()
         );
+    }
+
+    #[tokio::test]
+    async fn a_slot_is_given_back_when_its_job_is_done() {
+        let pool = HashPool::start(1, LIMITS);
+        let client = ip("192.0.2.1");
+        assert_eq!(pool.run(client, || 7).await.unwrap(), 7);
+        // Given back before the answer is handed over: no wait needed.
+        assert_eq!(pool.queue.load(client), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn beyond_its_share_an_address_gets_429_and_beyond_the_queue_anyone_gets_503_at_once() {
+        let (pool, release) = held_pool(HashQueueConfig {
+            max: 3,
+            max_per_ip: 2,
+        })
+        .await;
+        let a = ip("192.0.2.1");
+        let mut waiting = Vec::new();
+        for _ in 0..2 {
+            let pool = Arc::clone(&pool);
+            waiting.push(tokio::spawn(async move { pool.run(a, || ()).await }));
+        }
+        until("two jobs of A to wait", || pool.queue.load(a) == (3, 2)).await;
+
+        // Both bounds are reached; A's own is named first.
+        let refused = pool.run(a, || panic!("never runs")).await;
+        assert!(
+            matches!(refused, Err(HashError::ClientBusy { retry_after }) if retry_after >= 1),
+            "{refused:?}"
+        );
+        let refused = pool.run(ip("192.0.2.2"), || panic!("never runs")).await;
+        assert!(
+            matches!(refused, Err(HashError::QueueFull { retry_after }) if retry_after >= 1),
+            "{refused:?}"
+        );
+        let refused = pool.run(None, || panic!("never runs")).await;
+        assert!(
+            matches!(refused, Err(HashError::QueueFull { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(pool.queue.load(a), (3, 2), "refusals take no slot");
+
+        drop(release);
+        for job in waiting {
+            job.await.unwrap().unwrap();
+        }
+        assert_eq!(pool.queue.load(a), (0, 0));
+        pool.run(a, || ()).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_caller_is_gone_gives_its_slot_back_at_once_and_never_runs() {
+        let (pool, release) = held_pool(LIMITS).await;
+        let a = ip("192.0.2.1");
+        let ran = Arc::new(AtomicBool::new(false));
+        let gone = tokio::spawn({
+            let (pool, ran) = (Arc::clone(&pool), Arc::clone(&ran));
+            async move { pool.run(a, move || ran.store(true, Ordering::SeqCst)).await }
+        });
+        until("A's job to wait", || pool.queue.load(a) == (2, 1)).await;
+
+        // What hyper does when the client closes its connection: the request future is dropped.
+        gone.abort();
+        assert!(gone.await.unwrap_err().is_cancelled());
+        assert_eq!(pool.queue.load(a), (1, 0), "only the holding job is left");
+
+        drop(release);
+        // One thread takes jobs oldest first: once a later job has run, the withdrawn one would
+        // have run before it.
+        pool.run(a, || ()).await.unwrap();
+        assert!(!ran.load(Ordering::SeqCst), "the withdrawn job ran");
+        assert_eq!(pool.queue.load(a), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_job_that_panics_gives_its_slot_back_and_the_thread_lives_on() {
+        let pool = HashPool::start(1, LIMITS);
+        let a = ip("192.0.2.1");
+        let failed = pool.run(a, || -> u32 { panic!("a job panics") }).await;
+        assert!(matches!(failed, Err(HashError::Failed(_))), "{failed:?}");
+        assert_eq!(pool.queue.load(a), (0, 0));
+        assert_eq!(pool.run(a, || 7).await.unwrap(), 7);
+    }
+
+    #[tokio::test]
+    async fn without_a_thread_jobs_are_refused_not_left_waiting() {
+        let pool = HashPool::start(0, LIMITS);
+        let refused = pool.run(ip("192.0.2.1"), || 7).await;
+        assert!(matches!(refused, Err(HashError::Failed(_))), "{refused:?}");
+        assert_eq!(pool.queue.load(ip("192.0.2.1")), (0, 0));
+    }
+
+    #[test]
+    fn an_ipv6_network_shares_one_share_and_an_ipv4_mapped_address_is_its_ipv4_address() {
+        let share = |raw: &str| share_of(raw.parse().unwrap());
+        assert_eq!(share("2001:db8:1:2::1"), share("2001:db8:1:2:ffff::9"));
+        assert_ne!(share("2001:db8:1:2::1"), share("2001:db8:1:3::1"));
+        assert_eq!(share("::ffff:192.0.2.1"), share("192.0.2.1"));
+        assert_ne!(share("192.0.2.1"), share("192.0.2.2"));
+    }
+
+    #[test]
+    fn retry_after_is_the_time_to_work_through_the_queue_and_at_least_a_second() {
+        let pool = HashPool::start(2, LIMITS);
+        let queue = &pool.queue;
+        let mut state = QueueState::default();
+        assert_eq!(queue.retry_after(&state), 1, "nothing measured yet");
+        state.typical_run = Duration::from_millis(250);
+        state.in_use = 64;
+        assert_eq!(queue.retry_after(&state), 8);
+        state.in_use = 5;
+        assert_eq!(queue.retry_after(&state), 1);
     }
 }

@@ -107,11 +107,12 @@ impl Signin<'_> {
     /// the reservation: that is the failure counted. A success gives it back, and forgets the
     /// account's failures from this address (the owner is here), but not the account's failures
     /// from elsewhere nor the address's at other accounts: one good account cannot launder
-    /// guesses at others, and the owner's success does not reopen the account to strangers.
+    /// guesses at others, and the owner's success does not reopen the account to strangers. A
+    /// refusal by the hashing queue (429 or 503: nothing was checked) gives it back too.
     ///
     /// # Errors
-    /// [`SigninError::Throttled`], [`SigninError::BadCredentials`], or a failure of the database or
-    /// the hasher.
+    /// [`SigninError::Throttled`], [`SigninError::BadCredentials`], a refusal by the hashing queue
+    /// ([`SigninError::Hash`]), or a failure of the database or the hasher.
     pub async fn sign_in(
         &self,
         credentials: Credentials,
@@ -141,7 +142,17 @@ impl Signin<'_> {
             (reservation, found)
         };
         let (user, hash) = found.map_or((None, None), |(user, hash)| (Some(user), Some(hash)));
-        let verified = self.passwords.verify(password, hash).await?;
+        let verified = match self.passwords.verify(password, hash, client).await {
+            Ok(verified) => verified,
+            Err(err) => {
+                // Refused by the hashing queue (or failed): no password was checked, so no
+                // failure was either — else refusals would use up an account's budget for free.
+                reservation
+                    .give_back(&mut *self.pool.get().await?, &[])
+                    .await?;
+                return Err(err.into());
+            }
+        };
 
         let Some(user) = user.filter(|_| verified) else {
             return Err(SigninError::BadCredentials);

@@ -9,6 +9,7 @@ mod connections;
 mod contract;
 mod db;
 mod errors;
+mod hashing;
 mod helpers;
 mod hygiene;
 mod news;
