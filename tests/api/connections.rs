@@ -25,18 +25,10 @@ use tokio::{
     time::Instant,
 };
 
-use crate::helpers::{PASSWORD, TEST_SECRET, TestApp, TestDatabase, spawn_app_with, users};
+use crate::helpers::{PASSWORD, TEST_SECRET, TestDatabase, server_addr, spawn_app_with, users};
 
 /// The longest any test waits for something it expects to happen.
 const PATIENCE: Duration = Duration::from_secs(15);
-
-/// The server's address.
-fn server_addr(app: &TestApp) -> SocketAddr {
-    app.address
-        .trim_start_matches("http://")
-        .parse()
-        .expect("the test server listens on an IP address")
-}
 
 /// One HTTP/1.1 answer read off a raw connection.
 #[derive(Debug)]

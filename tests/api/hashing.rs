@@ -7,7 +7,7 @@
 //! 429 here is the queue's.
 
 use std::{
-    net::{IpAddr, Ipv4Addr, SocketAddr},
+    net::SocketAddr,
     time::{Duration, Instant},
 };
 
@@ -20,7 +20,8 @@ use tokio::{
 };
 
 use crate::helpers::{
-    PASSWORD, TestApp, assert_no_internals, assert_problem, db_count, spawn_app, spawn_app_with,
+    PASSWORD, assert_no_internals, assert_problem, client_from, db_count, loopback, server_addr,
+    signin_with, spawn_app, spawn_app_with,
 };
 
 const ADA: &str = "ada@example.com";
@@ -30,37 +31,6 @@ const NO_THROTTLE: [(&str, &str); 2] = [
     ("SIGNIN_MAX_FAILURES", "100000"),
     ("SIGNIN_MAX_FAILURES_PER_IP", "100000"),
 ];
-
-/// 127.0.0.`n`.
-fn loopback(n: u8) -> IpAddr {
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, n))
-}
-
-/// A client whose connections come from 127.0.0.`n`.
-fn client_from(n: u8) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(loopback(n))
-        .build()
-        .unwrap()
-}
-
-fn server_addr(app: &TestApp) -> SocketAddr {
-    app.address.trim_start_matches("http://").parse().unwrap()
-}
-
-async fn signin_with(
-    app: &TestApp,
-    client: &reqwest::Client,
-    email: &str,
-    password: &str,
-) -> Response {
-    client
-        .request(Method::POST, format!("{}/signin", app.address))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
 
 /// Opens a connection from 127.0.0.`n` and writes a whole sign-in request on it, without reading
 /// the answer. Dropping the stream hangs up.
@@ -128,6 +98,7 @@ fn count_of(tally: &[(StatusCode, usize)], status: u16) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "timed: `make test` runs it alone (cargo test --test api -- --ignored --test-threads=1)"]
 async fn under_a_flood_of_fire_and_forget_signins_from_one_address_another_signs_in_within_2_s() {
     // Arrange: the setting, cost 12 (a quarter of a second of CPU a hash), and the default
     // queue bounds
@@ -161,6 +132,7 @@ async fn under_a_flood_of_fire_and_forget_signins_from_one_address_another_signs
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "timed: `make test` runs it alone (cargo test --test api -- --ignored --test-threads=1)"]
 async fn past_its_share_an_address_gets_429_at_once_while_another_address_is_still_admitted() {
     // Arrange: half a second a hash, so a burst arrives well before the first hashes end
     let app = spawn_app_with(
@@ -298,6 +270,7 @@ async fn signup_past_its_share_gets_429_at_once_and_makes_no_account() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+#[ignore = "timed: `make test` runs it alone (cargo test --test api -- --ignored --test-threads=1)"]
 async fn a_signin_whose_client_hung_up_while_it_waited_is_dropped_unhashed_and_frees_its_slot() {
     // Arrange: a queue of 40 with no share limit that matters, at cost 12
     let app = spawn_app_with(
@@ -360,11 +333,12 @@ async fn a_signin_whose_client_hung_up_while_it_waited_is_dropped_unhashed_and_f
     }
 
     // Assert: the server drops each request unanswered — one still alive would answer 401 once
-    // hashed…
+    // hashed. (A 503 refusal of the probe that found the queue full may arrive late on a busy
+    // machine, after the drain above: that is a refusal, not a hashed request.)
     while let Some(closed) = hung_up.join_next().await {
         let (_, answer) = closed.unwrap();
         assert!(
-            answer.is_empty(),
+            answer.is_empty() || answer.starts_with(b"HTTP/1.1 503"),
             "a request whose client hung up was answered: {}",
             String::from_utf8_lossy(&answer)
         );

@@ -572,3 +572,40 @@ pub async fn author_with_news(app: &TestApp) -> AuthorWithNews {
         etag,
     }
 }
+
+/// 127.0.0.`n`: all of 127.0.0.0/8 is loopback here, so tests tell client addresses apart by
+/// binding their sockets to different ones.
+pub fn loopback(n: u8) -> std::net::IpAddr {
+    std::net::IpAddr::V4(std::net::Ipv4Addr::new(127, 0, 0, n))
+}
+
+/// A client whose connections come from 127.0.0.`n`.
+pub fn client_from(n: u8) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(loopback(n))
+        .build()
+        .unwrap()
+}
+
+/// The test server's socket address, for raw connections.
+pub fn server_addr(app: &TestApp) -> std::net::SocketAddr {
+    app.address
+        .trim_start_matches("http://")
+        .parse()
+        .expect("the test server listens on an IP address")
+}
+
+/// `POST /signin` through `client` (one bound to a client address of its own).
+pub async fn signin_with(
+    app: &TestApp,
+    client: &reqwest::Client,
+    email: &str,
+    password: &str,
+) -> Response {
+    client
+        .post(format!("{}/signin", app.address))
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}

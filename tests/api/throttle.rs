@@ -7,17 +7,15 @@
 //! Several client addresses are real sockets bound to 127.0.0.2, 127.0.0.3, … (all of
 //! 127.0.0.0/8 is loopback); bursts are many concurrent requests over as many connections.
 
-use std::{
-    net::IpAddr,
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use reqwest::{Method, Response, header};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use crate::helpers::{
-    PASSWORD, TestApp, assert_problem, assert_problem_for, db_count, spawn_app_with,
+    PASSWORD, TestApp, assert_problem, assert_problem_for, client_from, db_count, signin_with,
+    spawn_app_with,
 };
 
 const ADA: &str = "ada@example.com";
@@ -29,29 +27,6 @@ const HASH_QUEUE_OUT_OF_THE_WAY: [(&str, &str); 2] = [
     ("HASH_QUEUE_MAX", "1000"),
     ("HASH_QUEUE_MAX_PER_IP", "1000"),
 ];
-
-/// A client whose connections come from `ip` (one of 127.0.0.0/8).
-fn client_from(ip: &str) -> reqwest::Client {
-    reqwest::Client::builder()
-        .local_address(ip.parse::<IpAddr>().unwrap())
-        .build()
-        .unwrap()
-}
-
-/// `POST /signin` through `client`.
-async fn signin_with(
-    app: &TestApp,
-    client: &reqwest::Client,
-    email: &str,
-    password: &str,
-) -> Response {
-    client
-        .post(format!("{}/signin", app.address))
-        .json(&json!({"email": email, "password": password}))
-        .send()
-        .await
-        .unwrap()
-}
 
 /// What one request of a burst got: its status, and whether a 429 was a proper one (problem+json
 /// with a whole number of seconds in `Retry-After`).
@@ -601,7 +576,7 @@ async fn a_burst_of_150_wrong_signins_from_one_address_evaluates_at_most_its_lim
         ("DATABASE_POOL_SIZE", "8"),
     ])
     .await;
-    let client = client_from("127.0.0.2");
+    let client = client_from(2);
 
     // Act
     let outcomes = burst(
@@ -624,7 +599,7 @@ async fn a_burst_of_150_wrong_signins_from_one_address_evaluates_at_most_its_lim
     );
     assert_eq!(failures_of(&app, "ip:127.0.0.2").await, 100);
     // Another address is not affected.
-    let other = signin_with(&app, &client_from("127.0.0.3"), "user0@example.com", WRONG).await;
+    let other = signin_with(&app, &client_from(3), "user0@example.com", WRONG).await;
     assert_eq!(other.status(), 401);
 }
 
@@ -643,8 +618,8 @@ async fn the_owner_signs_in_from_another_address_while_one_address_hammers_the_a
     ])
     .await;
     app.new_user(ADA).await;
-    let stranger = client_from("127.0.0.2");
-    let owner = client_from("127.0.0.3");
+    let stranger = client_from(2);
+    let owner = client_from(3);
 
     // Act: the stranger goes well past SIGNIN_MAX_FAILURES, at once
     let hammering = burst(
@@ -680,7 +655,7 @@ async fn the_per_account_limit_bounds_guesses_from_every_address_together() {
     ])
     .await;
     app.new_user(ADA).await;
-    let addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
+    let addresses = [2, 3, 4, 5];
 
     // Act: ten wrong guesses from each of four addresses, all at once
     let mut bursts = JoinSet::new();
@@ -699,7 +674,7 @@ async fn the_per_account_limit_bounds_guesses_from_every_address_together() {
         });
     }
     let statuses: Vec<u16> = bursts.join_all().await.into_iter().flatten().collect();
-    let owner_elsewhere = signin_with(&app, &client_from("127.0.0.6"), ADA, PASSWORD).await;
+    let owner_elsewhere = signin_with(&app, &client_from(6), ADA, PASSWORD).await;
 
     // Assert
     let unauthorized = statuses.iter().filter(|&&s| s == 401).count();
@@ -712,7 +687,7 @@ async fn the_per_account_limit_bounds_guesses_from_every_address_together() {
     assert_eq!(failures_of(&app, &format!("account:{ADA}")).await, 5);
     for address in addresses {
         assert!(
-            failures_of(&app, &account_from(address, ADA)).await <= 3,
+            failures_of(&app, &account_from(&format!("127.0.0.{address}"), ADA)).await <= 3,
             "{address}"
         );
     }
@@ -731,7 +706,7 @@ async fn a_burst_of_50_signups_from_one_address_creates_at_most_20_accounts() {
         ("DATABASE_POOL_SIZE", "8"),
     ])
     .await;
-    let client = client_from("127.0.0.2");
+    let client = client_from(2);
 
     // Act
     let outcomes = burst(
@@ -762,7 +737,7 @@ async fn a_burst_of_50_signups_from_one_address_creates_at_most_20_accounts() {
         .unwrap();
     assert_throttled(again, 3600).await;
     // Another address still signs up.
-    let elsewhere = client_from("127.0.0.3")
+    let elsewhere = client_from(3)
         .post(format!("{}/signup", app.address))
         .json(&json!({"email": "elsewhere@example.com", "password": PASSWORD}))
         .send()
