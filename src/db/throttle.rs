@@ -14,6 +14,7 @@ use diesel::{
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 
 use super::schema::signin_failures;
+use crate::domain::client_share;
 
 /// What attempts are counted against. Accounts are named by their canonical email
 /// (`domain::canonical_email`), so every spelling that reaches one account shares its counts. An
@@ -41,7 +42,7 @@ impl ThrottleKey {
     #[must_use]
     pub fn stored(&self) -> String {
         let address = |client: &Option<IpAddr>| {
-            client.map_or_else(|| "unknown".to_string(), |ip| ip.to_string())
+            client.map_or_else(|| "unknown".to_string(), |ip| client_share(ip).to_string())
         };
         match self {
             Self::AccountFromIp { account, client } => {
@@ -237,7 +238,7 @@ mod tests {
         let account = "ada@example.com".to_string();
         let cases = [
             (ThrottleKey::Ip(ip), "ip:192.0.2.1"),
-            (ThrottleKey::Ip(v6), "ip:2001:db8::1"),
+            (ThrottleKey::Ip(v6), "ip:2001:db8::"),
             (ThrottleKey::Ip(None), "ip:unknown"),
             (
                 ThrottleKey::Account(account.clone()),

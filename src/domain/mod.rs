@@ -14,6 +14,21 @@ pub use user::{
     UserName, canonical_email,
 };
 
+/// The address the limits count one client by: an IPv4 address (also when written IPv4-mapped),
+/// or an IPv6 address's /64 — one subscriber's network, whose hosts may take any number of
+/// addresses in it. The sign-in and sign-up counters and the hashing queue's shares all use it.
+#[must_use]
+pub fn client_share(client: std::net::IpAddr) -> std::net::IpAddr {
+    use std::net::{IpAddr, Ipv6Addr};
+    match client {
+        IpAddr::V4(_) => client,
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or_else(
+            || IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+            IpAddr::V4,
+        ),
+    }
+}
+
 /// A value that failed its checks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {
@@ -126,3 +141,17 @@ macro_rules! bounded_text {
     };
 }
 pub(crate) use bounded_text;
+
+#[cfg(test)]
+mod tests {
+    use super::client_share;
+
+    #[test]
+    fn an_ipv6_network_is_one_client_and_an_ipv4_mapped_address_is_its_ipv4_address() {
+        let share = |raw: &str| client_share(raw.parse().unwrap());
+        assert_eq!(share("2001:db8:1:2::1"), share("2001:db8:1:2:ffff::9"));
+        assert_ne!(share("2001:db8:1:2::1"), share("2001:db8:1:3::1"));
+        assert_eq!(share("::ffff:192.0.2.1"), share("192.0.2.1"));
+        assert_ne!(share("192.0.2.1"), share("192.0.2.2"));
+    }
+}
