@@ -276,9 +276,16 @@ fn positive_secs(
 ) -> Result<Duration, ConfigError> {
     match parse(get, name, default)? {
         0 => Err(ConfigError(format!("{name} must be at least 1"))),
+        secs if secs > MAX_SECS => Err(ConfigError(format!(
+            "{name} must be at most {MAX_SECS} (ten years); it is added to the current time"
+        ))),
         secs => Ok(Duration::from_secs(secs)),
     }
 }
+
+/// The longest duration a `*_SECS` setting may name: a session, token or window of more than ten
+/// years means a typo, and an instant that far out could overflow the arithmetic on it.
+const MAX_SECS: u64 = 10 * 365 * 24 * 60 * 60;
 
 fn queue_bound(
     get: &impl Fn(&str) -> Option<String>,
@@ -372,6 +379,23 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_duration_beyond_ten_years_is_refused_with_its_name() {
+        for name in [
+            "ACCESS_TOKEN_TTL_SECS",
+            "REFRESH_TOKEN_TTL_SECS",
+            "SESSION_MAX_LIFETIME_SECS",
+            "SIGNIN_WINDOW_SECS",
+            "HTTP_IDLE_TIMEOUT_SECS",
+        ] {
+            let err = config_with(&[URL, SECRET, (name, "1000000000000000")])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(&format!("{name} must be at most")), "{err}");
+            assert!(config_with(&[URL, SECRET, (name, &MAX_SECS.to_string())]).is_ok());
         }
     }
 

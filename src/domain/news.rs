@@ -127,10 +127,17 @@ impl Timestamp {
     }
 
     /// A bound for a filter: any instant at all, at microsecond precision. It is only compared with
-    /// stored instants, never written back, so it needs no range.
+    /// stored instants (all within years 0000 to 9999), never written back; one before what
+    /// PostgreSQL can hold (4713 BC) becomes the start of 4712 BC, which orders every stored
+    /// instant the same way. (chrono's latest instant, in year 262142, is within PostgreSQL's
+    /// range.)
     #[must_use]
     pub fn bound(instant: DateTime<Utc>) -> Self {
-        Self(to_micros(instant))
+        let earliest = chrono::NaiveDate::from_ymd_opt(-4711, 1, 1)
+            .and_then(|date| date.and_hms_opt(0, 0, 0))
+            .map(|start| start.and_utc())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        Self(to_micros(instant.max(earliest)))
     }
 
     /// The current instant, at microsecond precision.

@@ -829,3 +829,32 @@ async fn no_token_reaches_the_log_even_in_the_query_string() {
     }
     assert!(log.contains("/whoami?access_token=…"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_filter_instant_outside_what_postgresql_stores_is_a_bound_like_any_other_never_500() {
+    // Arrange: one news item
+    let app = spawn_app().await;
+    let (_, token) = app.new_user(ADA).await;
+    app.create_news(&token, &json!({"title": "Title", "body": "Body"}))
+        .await;
+
+    // Act and assert: instants far outside PostgreSQL's timestamptz range (4713 BC to 294276 AD)
+    // still order every stored item, which lies within years 0000 to 9999.
+    let cases = [
+        ("/news?created_after=-99999-01-01T00:00:00Z", 1),
+        ("/news?created_before=-99999-01-01T00:00:00Z", 0),
+        ("/news?created_before=%2B99999-01-01T00:00:00Z", 1),
+        ("/news?created_after=%2B99999-01-01T00:00:00Z", 0),
+        ("/news/count?created_after=-99999-01-01T00:00:00Z", 1),
+    ];
+    for (path, expected) in cases {
+        let response = app.authed(Method::GET, path, &token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let body: Value = response.json().await.unwrap();
+        let found = body["items"].as_array().map_or_else(
+            || body["count"].as_i64().unwrap(),
+            |items| items.len() as i64,
+        );
+        assert_eq!(found, expected, "{path}");
+    }
+}
