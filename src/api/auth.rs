@@ -235,17 +235,14 @@ impl AuthApi {
             name.map(Text::into_inner),
         )
         .map_err(ApiError::invalid)?;
+        let client = client_ip(req, &state.trusted_proxies);
         // Counted before any hashing, on a connection of its own (none is held while hashing).
-        reserve_signup(
-            db.pool(),
-            state.signup,
-            client_ip(req, &state.trusted_proxies),
-        )
-        .await
-        .map_err(ApiError::from)?;
+        reserve_signup(db.pool(), state.signup, client)
+            .await
+            .map_err(ApiError::from)?;
         let hash = state
             .passwords
-            .hash(password, client_ip(req, &state.trusted_proxies))
+            .hash(password, client)
             .await
             .map_err(ApiError::from)?;
         let user = users::insert_user(db.conn().await?, &email, name.as_ref(), Role::User, &hash)
