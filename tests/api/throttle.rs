@@ -69,6 +69,17 @@ async fn burst(
     tasks.join_all().await
 }
 
+/// Every 429 of a burst was problem+json with a `Retry-After` of at least 1 s.
+fn assert_every_429_is_proper(outcomes: &[Outcome]) {
+    assert!(
+        outcomes
+            .iter()
+            .filter(|o| o.status == 429)
+            .all(|o| o.proper_429),
+        "{outcomes:?}"
+    );
+}
+
 /// How many outcomes had `status`.
 fn count(outcomes: &[Outcome], status: u16) -> usize {
     outcomes.iter().filter(|o| o.status == status).count()
@@ -555,12 +566,7 @@ async fn a_burst_of_50_wrong_signins_at_one_account_evaluates_at_most_10() {
     // Assert: each 401 is one password checked; every other attempt was refused before
     assert_eq!(count(&outcomes, 401), 10, "{outcomes:?}");
     assert_eq!(count(&outcomes, 429), 40, "{outcomes:?}");
-    assert!(
-        outcomes
-            .iter()
-            .filter(|o| o.status == 429)
-            .all(|o| o.proper_429)
-    );
+    assert_every_429_is_proper(&outcomes);
     assert_eq!(failures_of(&app, &account_from("127.0.0.1", ADA)).await, 10);
     assert_eq!(failures_of(&app, "ip:127.0.0.1").await, 10);
 }
@@ -591,12 +597,7 @@ async fn a_burst_of_150_wrong_signins_from_one_address_evaluates_at_most_its_lim
     // Assert
     assert_eq!(count(&outcomes, 401), 100, "{outcomes:?}");
     assert_eq!(count(&outcomes, 429), 50, "{outcomes:?}");
-    assert!(
-        outcomes
-            .iter()
-            .filter(|o| o.status == 429)
-            .all(|o| o.proper_429)
-    );
+    assert_every_429_is_proper(&outcomes);
     assert_eq!(failures_of(&app, "ip:127.0.0.2").await, 100);
     // Another address is not affected.
     let other = signin_with(&app, &client_from(3), "user0@example.com", WRONG).await;
@@ -721,12 +722,7 @@ async fn a_burst_of_50_signups_from_one_address_creates_at_most_20_accounts() {
     // Assert
     assert_eq!(count(&outcomes, 201), 20, "{outcomes:?}");
     assert_eq!(count(&outcomes, 429), 30, "{outcomes:?}");
-    assert!(
-        outcomes
-            .iter()
-            .filter(|o| o.status == 429)
-            .all(|o| o.proper_429)
-    );
+    assert_every_429_is_proper(&outcomes);
     assert_eq!(db_count(&app, "SELECT count(*) FROM users").await, 20);
     assert_eq!(failures_of(&app, "signup-ip:127.0.0.2").await, 20);
     let again = client
