@@ -22,10 +22,8 @@ const MAX_BCRYPT_COST: u32 = 31;
 pub struct Config {
     /// `DATABASE_URL`: where PostgreSQL is (a secret: it may carry a password).
     pub database_url: SecretString,
-    /// `DATABASE_POOL_SIZE`: the most connections the pool opens.
-    pub database_pool_size: usize,
-    /// `DATABASE_POOL_TIMEOUT_SECS`: how long a request waits for a connection before a 503.
-    pub database_pool_timeout: Duration,
+    /// The pool and every wait on the database.
+    pub database: DatabaseConfig,
     /// `LISTEN_ADDR`: the address to serve on; port 0 picks a free one.
     pub listen_addr: SocketAddr,
     /// Signing and verification settings for access tokens.
@@ -45,6 +43,60 @@ pub struct Config {
     pub connections: ConnectionConfig,
     /// Bounds on the password-hashing queue.
     pub hash_queue: HashQueueConfig,
+    /// Log format and metrics address.
+    pub observability: ObservabilityConfig,
+}
+
+/// The pool, and the bound on every wait on the database.
+#[derive(Debug, Clone, Copy)]
+pub struct DatabaseConfig {
+    /// `DATABASE_POOL_SIZE`: the most connections the pool opens (default 16).
+    pub pool_size: usize,
+    /// `DATABASE_POOL_TIMEOUT_MS`: how long a request waits for a free connection before a 503
+    /// (default 1000). The older `DATABASE_POOL_TIMEOUT_SECS` is still read when the new one is
+    /// not set.
+    pub pool_timeout: Duration,
+    /// `DATABASE_CONNECT_TIMEOUT_SECS`: how long opening one new connection may take (default 5).
+    pub connect_timeout: Duration,
+    /// `DATABASE_STATEMENT_TIMEOUT_MS`: PostgreSQL's `statement_timeout` on every connection of
+    /// the pool (default 5000).
+    pub statement_timeout: Duration,
+    /// `DATABASE_LOCK_TIMEOUT_MS`: PostgreSQL's `lock_timeout` on every connection of the pool: how
+    /// long a statement waits for a row or table lock (default 2000).
+    pub lock_timeout: Duration,
+    /// `DATABASE_STARTUP_WAIT_SECS`: how long the server retries an unreachable database at
+    /// start-up before it exits (default 30; 0 tries once).
+    pub startup_wait: Duration,
+}
+
+/// What the operator sees: the log's format and where metrics are served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ObservabilityConfig {
+    /// `LOG_FORMAT`: `json` or `text`; unset, text when stderr is a terminal and JSON otherwise.
+    pub log_format: Option<LogFormat>,
+    /// `METRICS_ADDR`: a separate address for `/metrics`; unset, it is served on `LISTEN_ADDR`.
+    pub metrics_addr: Option<SocketAddr>,
+}
+
+/// The log's line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One JSON object per line.
+    Json,
+    /// Human-readable lines (coloured only on a terminal).
+    Text,
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err(()),
+        }
+    }
 }
 
 /// How many password hashes may wait or run at once (each is a quarter of a second of CPU at cost
@@ -73,6 +125,13 @@ pub struct ConnectionConfig {
     /// `MAX_CONNECTIONS_PER_IP`: open connections per client address; more are closed at once
     /// (default 256). `TRUSTED_PROXIES` are not limited.
     pub max_per_ip: usize,
+    /// `REQUEST_TIMEOUT_SECS`: the longest a request may run once its headers are in, body and
+    /// answer included; then it is cancelled (its transaction rolled back) and answered 503
+    /// (default 30).
+    pub request_timeout: Duration,
+    /// `SHUTDOWN_GRACE_SECS`: after SIGTERM or SIGINT, how long requests in flight may finish;
+    /// then they are cancelled and logged (default 30; 0 cancels them at once).
+    pub shutdown_grace: Duration,
 }
 
 /// Session (refresh-token family) lifetimes.
@@ -82,6 +141,10 @@ pub struct SessionConfig {
     pub refresh_token_ttl: Duration,
     /// `SESSION_MAX_LIFETIME_SECS`: no session outlives its sign-in by more (default 30 days).
     pub max_lifetime: Duration,
+    /// `REFRESH_REUSE_INTERVAL_SECS`: a refresh token presented again this soon after its rotation
+    /// is a retry and gets a working pair in the same session; later, reuse revokes the session
+    /// (default 10; 0 treats every reuse as theft).
+    pub reuse_interval: Duration,
 }
 
 /// Failed sign-ins allowed per window before 429.
@@ -181,18 +244,9 @@ impl Config {
                 MIN_BCRYPT_COST, MAX_BCRYPT_COST
             )));
         }
-        let database_pool_size = parse(&get, "DATABASE_POOL_SIZE", 16)?;
-        if database_pool_size == 0 {
-            return Err(ConfigError("DATABASE_POOL_SIZE must be at least 1".into()));
-        }
         Ok(Self {
             database_url: database_url.into(),
-            database_pool_size,
-            database_pool_timeout: Duration::from_secs(parse(
-                &get,
-                "DATABASE_POOL_TIMEOUT_SECS",
-                5,
-            )?),
+            database: DatabaseConfig::from_lookup(&get)?,
             listen_addr: parse(
                 &get,
                 "LISTEN_ADDR",
@@ -208,6 +262,8 @@ impl Config {
             sessions: SessionConfig {
                 refresh_token_ttl: positive_secs(&get, "REFRESH_TOKEN_TTL_SECS", THIRTY_DAYS)?,
                 max_lifetime: positive_secs(&get, "SESSION_MAX_LIFETIME_SECS", THIRTY_DAYS)?,
+                reuse_interval: bounded(&get, "REFRESH_REUSE_INTERVAL_SECS", 10, 0..=3600)
+                    .map(Duration::from_secs)?,
             },
             throttle: ThrottleConfig {
                 max_failures: parse(&get, "SIGNIN_MAX_FAILURES", 10)?,
@@ -240,6 +296,24 @@ impl Config {
                 max: queue_bound(&get, "HASH_QUEUE_MAX", 64)?,
                 max_per_ip: queue_bound(&get, "HASH_QUEUE_MAX_PER_IP", 4)?,
             },
+            observability: ObservabilityConfig {
+                log_format: get("LOG_FORMAT")
+                    .map(|raw| {
+                        raw.trim().parse().map_err(|()| {
+                            ConfigError(format!("LOG_FORMAT must be json or text, not {raw:?}"))
+                        })
+                    })
+                    .transpose()?,
+                metrics_addr: get("METRICS_ADDR")
+                    .map(|raw| {
+                        raw.trim().parse().map_err(|_| {
+                            ConfigError(format!(
+                                "METRICS_ADDR must be an address and port such as 127.0.0.1:9100, not {raw:?}"
+                            ))
+                        })
+                    })
+                    .transpose()?,
+            },
         })
     }
 
@@ -251,6 +325,45 @@ impl Config {
 }
 
 const THIRTY_DAYS: u64 = 30 * 24 * 60 * 60;
+
+/// The longest a database wait in milliseconds may be set to: an hour.
+const MAX_DATABASE_WAIT_MS: u64 = 60 * 60 * 1000;
+
+impl DatabaseConfig {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let millis = |name: &str, default: u64| {
+            bounded(get, name, default, 1..=MAX_DATABASE_WAIT_MS).map(Duration::from_millis)
+        };
+        // `DATABASE_POOL_TIMEOUT_SECS` is the setting of earlier versions; the new one wins.
+        let legacy_secs = get("DATABASE_POOL_TIMEOUT_SECS");
+        let pool_timeout = match (get("DATABASE_POOL_TIMEOUT_MS"), legacy_secs) {
+            (None, Some(secs)) => bounded(
+                &|_: &str| Some(secs.clone()),
+                "DATABASE_POOL_TIMEOUT_SECS",
+                1,
+                1..=MAX_DATABASE_WAIT_MS / 1000,
+            )
+            .map(Duration::from_secs)?,
+            (ms, _) => bounded(
+                &|_: &str| ms.clone(),
+                "DATABASE_POOL_TIMEOUT_MS",
+                1000,
+                1..=MAX_DATABASE_WAIT_MS,
+            )
+            .map(Duration::from_millis)?,
+        };
+        Ok(Self {
+            pool_size: queue_bound(get, "DATABASE_POOL_SIZE", 16)?,
+            pool_timeout,
+            connect_timeout: bounded(get, "DATABASE_CONNECT_TIMEOUT_SECS", 5, 1..=3600)
+                .map(Duration::from_secs)?,
+            statement_timeout: millis("DATABASE_STATEMENT_TIMEOUT_MS", 5000)?,
+            lock_timeout: millis("DATABASE_LOCK_TIMEOUT_MS", 2000)?,
+            startup_wait: bounded(get, "DATABASE_STARTUP_WAIT_SECS", 30, 0..=3600)
+                .map(Duration::from_secs)?,
+        })
+    }
+}
 
 impl ConnectionConfig {
     fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
@@ -265,6 +378,10 @@ impl ConnectionConfig {
             body_timeout: positive_secs(get, "HTTP_BODY_TIMEOUT_SECS", 30)?,
             idle_timeout: positive_secs(get, "HTTP_IDLE_TIMEOUT_SECS", 60)?,
             max_per_ip,
+            request_timeout: bounded(get, "REQUEST_TIMEOUT_SECS", 30, 1..=3600)
+                .map(Duration::from_secs)?,
+            shutdown_grace: bounded(get, "SHUTDOWN_GRACE_SECS", 30, 0..=3600)
+                .map(Duration::from_secs)?,
         })
     }
 }
@@ -286,6 +403,25 @@ fn positive_secs(
 /// The longest duration a `*_SECS` setting may name: a session, token or window of more than ten
 /// years means a typo, and an instant that far out could overflow the arithmetic on it.
 const MAX_SECS: u64 = 10 * 365 * 24 * 60 * 60;
+
+/// A whole number setting within `range`, or a line naming the variable and the range.
+fn bounded(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ConfigError> {
+    let value = parse(get, name, default)?;
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(ConfigError(format!(
+            "{name} must be between {} and {}, not {value}",
+            range.start(),
+            range.end()
+        )))
+    }
+}
 
 fn queue_bound(
     get: &impl Fn(&str) -> Option<String>,
@@ -420,6 +556,70 @@ mod tests {
     }
 
     /// The names `from_lookup` asks for, in order.
+    #[test]
+    fn settings_out_of_their_range_are_refused_with_their_name_and_range() {
+        for (name, bad) in [
+            ("DATABASE_POOL_TIMEOUT_MS", "0"),
+            ("DATABASE_STATEMENT_TIMEOUT_MS", "3600001"),
+            ("DATABASE_LOCK_TIMEOUT_MS", "0"),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "0"),
+            ("DATABASE_STARTUP_WAIT_SECS", "3601"),
+            ("REQUEST_TIMEOUT_SECS", "0"),
+            ("SHUTDOWN_GRACE_SECS", "1000000000000000"),
+            ("REFRESH_REUSE_INTERVAL_SECS", "3601"),
+            ("DATABASE_POOL_SIZE", "0"),
+        ] {
+            let err = config_with(&[URL, SECRET, (name, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+        }
+        for (name, bad) in [("LOG_FORMAT", "yaml"), ("METRICS_ADDR", "localhost")] {
+            let err = config_with(&[URL, SECRET, (name, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_pool_timeout_is_read_in_milliseconds_and_the_old_seconds_setting_still_works() {
+        let wait = |vars: &[(&str, &str)]| {
+            let mut all = vec![URL, SECRET];
+            all.extend_from_slice(vars);
+            config_with(&all).unwrap().database.pool_timeout
+        };
+        assert_eq!(wait(&[]), Duration::from_millis(1000));
+        assert_eq!(
+            wait(&[("DATABASE_POOL_TIMEOUT_MS", "250")]),
+            Duration::from_millis(250)
+        );
+        assert_eq!(
+            wait(&[("DATABASE_POOL_TIMEOUT_SECS", "3")]),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            wait(&[
+                ("DATABASE_POOL_TIMEOUT_SECS", "3"),
+                ("DATABASE_POOL_TIMEOUT_MS", "40")
+            ]),
+            Duration::from_millis(40)
+        );
+    }
+
+    #[test]
+    fn zero_turns_off_the_refresh_grace_and_the_shutdown_grace() {
+        let config = config_with(&[
+            URL,
+            SECRET,
+            ("REFRESH_REUSE_INTERVAL_SECS", "0"),
+            ("SHUTDOWN_GRACE_SECS", "0"),
+        ])
+        .unwrap();
+        assert_eq!(config.sessions.reuse_interval, Duration::ZERO);
+        assert_eq!(config.connections.shutdown_grace, Duration::ZERO);
+    }
+
     fn names_read() -> Vec<String> {
         let asked = std::cell::RefCell::new(Vec::new());
         Config::from_lookup(|name| {

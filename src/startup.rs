@@ -80,8 +80,8 @@ impl Application {
         db::migrate(config.database_url()).await?;
         let pool = db::pool(
             config.database_url(),
-            config.database_pool_size,
-            config.database_pool_timeout,
+            config.database.pool_size,
+            config.database.pool_timeout,
         )?;
         let state = Arc::new(AppState {
             pool,

@@ -179,7 +179,7 @@ server_env() {
     export JWT_SECRET
     JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
     export RUST_LOG=${BENCH_RUST_LOG:-warn} ACCESS_TOKEN_TTL_SECS=86400 \
-        DATABASE_POOL_SIZE=$POOL DATABASE_POOL_TIMEOUT_SECS=${DATABASE_POOL_TIMEOUT_SECS:-5}
+        DATABASE_POOL_SIZE=$POOL DATABASE_POOL_TIMEOUT_MS=${DATABASE_POOL_TIMEOUT_MS:-1000}
 }
 
 newsapi_accounts() {

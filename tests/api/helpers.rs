@@ -193,7 +193,7 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("BCRYPT_COST".into(), "4".into()),
         ("DATABASE_POOL_SIZE".into(), "4".into()),
-        ("DATABASE_POOL_TIMEOUT_SECS".into(), "2".into()),
+        ("DATABASE_POOL_TIMEOUT_MS".into(), "2000".into()),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).to_string(), (*v).to_string());
