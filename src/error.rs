@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::{
     auth::{SigninError, SignupLimitError, password::HashError},
     domain::Invalid,
+    telemetry::RequestId,
 };
 
 /// The media type of every error body.
@@ -48,6 +49,10 @@ pub struct Problem {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[oai(skip_serializing_if_is_none)]
     pub error_count: Option<i64>,
+    /// This occurrence, named by the request's id, as in its `X-Request-Id` header and the server's log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[oai(skip_serializing_if_is_none)]
+    pub instance: Option<String>,
 }
 
 /// One offending field of a request body.
@@ -227,6 +232,7 @@ impl ApiError {
                 _ => None,
             },
             errors,
+            instance: RequestId::current().map(|id| id.to_string()),
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::{
     db,
     error::render_any_error,
     server,
-    telemetry::RequestLog,
+    telemetry::{RequestIdentity, RequestLog},
 };
 
 /// Every API area, as one OpenAPI service.
@@ -180,6 +180,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
             Ok(response)
         })
         .around(response_headers)
+        .with(RequestIdentity)
 }
 
 async fn shutdown_signal() {

@@ -1,19 +1,136 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`); and [`RequestLog`], the
-//! one line per request, which never writes a token.
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`); [`RequestId`], the id
+//! every request carries through its answer, its log lines and its problem body; and
+//! [`RequestLog`], the one line per request, which never writes a token.
 
-use std::time::Instant;
+use std::{
+    fmt::{self, Display},
+    sync::Arc,
+    time::Instant,
+};
 
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Uri};
+use poem::{
+    Endpoint, IntoResponse, Middleware, Request, Response,
+    http::{HeaderMap, HeaderValue, Uri},
+};
 use tracing::Instrument;
-use tracing_subscriber::{EnvFilter, fmt};
+use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; a second call does nothing.
 pub fn init() {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = fmt()
+    let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// The header that carries a request's id, both ways.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+/// The longest `X-Request-Id` taken from a client.
+const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// A request's id: the client's `X-Request-Id` when it is a sane token (1–128 of
+/// `A–Z a–z 0–9 - _ . : + / = @`, so it can be logged and echoed as it is), else a new UUIDv7
+/// (time-ordered, so ids sort by arrival).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// The id for a request with these headers: the client's, if sane, else a new one.
+    #[must_use]
+    pub fn for_headers(headers: &HeaderMap) -> Self {
+        headers
+            .get(REQUEST_ID_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .filter(|id| is_sane_request_id(id))
+            .map_or_else(Self::new, |id| Self(id.into()))
+    }
+
+    /// A new id.
+    #[must_use]
+    pub fn new() -> Self {
+        Self(uuid::Uuid::now_v7().hyphenated().to_string().into())
+    }
+
+    /// The id as text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The id of the request being served by this task, if any.
+    #[must_use]
+    pub fn current() -> Option<Self> {
+        CURRENT_REQUEST.try_with(Clone::clone).ok()
+    }
+}
+
+impl Default for RequestId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn is_sane_request_id(id: &str) -> bool {
+    (1..=MAX_REQUEST_ID_LEN).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=@".contains(&b))
+}
+
+tokio::task_local! {
+    /// The id of the request this task is serving (set by [`RequestIdentity`]).
+    static CURRENT_REQUEST: RequestId;
+}
+
+/// The outermost middleware: gives the request its [`RequestId`] (kept from the connection layer,
+/// which may have chosen it already, else from the headers), makes it [`RequestId::current`] for
+/// everything that serves the request, and returns it as `X-Request-Id` on every answer.
+pub struct RequestIdentity;
+
+impl<E: Endpoint> Middleware<E> for RequestIdentity {
+    type Output = RequestIdentityEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestIdentityEndpoint(ep)
+    }
+}
+
+/// The endpoint [`RequestIdentity`] wraps.
+pub struct RequestIdentityEndpoint<E>(E);
+
+impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> poem::Result<Response> {
+        let id = match req.extensions().get::<RequestId>() {
+            Some(id) => id.clone(),
+            None => {
+                let id = RequestId::for_headers(req.headers());
+                req.extensions_mut().insert(id.clone());
+                id
+            }
+        };
+        let header = HeaderValue::from_str(id.as_str()).ok();
+        let result = CURRENT_REQUEST
+            .scope(id, async move { self.0.call(req).await })
+            .await;
+        let mut response = match result {
+            Ok(response) => response.into_response(),
+            Err(err) => err.into_response(),
+        };
+        if let Some(header) = header {
+            response.headers_mut().insert(REQUEST_ID_HEADER, header);
+        }
+        Ok(response)
+    }
 }
 
 /// A span per request (`remote_addr`, `method`, `uri`, `version`) and one event when it ends
@@ -49,6 +166,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let span = tracing::info_span!(
             "request",
+            request_id = %req.extensions().get::<RequestId>().cloned().unwrap_or_default(),
             remote_addr = %req.remote_addr(),
             version = ?req.version(),
             method = %req.method(),
@@ -134,6 +252,32 @@ mod tests {
 
     fn logged(target: &str) -> String {
         loggable_uri(&target.parse().unwrap())
+    }
+
+    #[test]
+    fn a_sane_client_request_id_is_kept_and_anything_else_replaced() {
+        let id_for = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(REQUEST_ID_HEADER, HeaderValue::from_str(value).unwrap());
+            RequestId::for_headers(&headers).to_string()
+        };
+        for sane in [
+            "abc",
+            "0192f0c4-0000-7000-8000-000000000000",
+            "a.b_c:d+e/f=@1",
+        ] {
+            assert_eq!(id_for(sane), sane);
+        }
+        for insane in ["", "a b", "a\tb", "x\u{7f}", "<script>", &"a".repeat(129)] {
+            if let Ok(value) = HeaderValue::from_str(insane) {
+                let mut headers = HeaderMap::new();
+                headers.insert(REQUEST_ID_HEADER, value);
+                let id = RequestId::for_headers(&headers).to_string();
+                assert_ne!(id, insane);
+                assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+            }
+        }
+        assert_ne!(RequestId::new(), RequestId::new());
     }
 
     #[test]

@@ -182,6 +182,26 @@ impl Contract {
     pub fn allowed_methods(&self, path: &str) -> Option<&str> {
         self.allowed.for_path(path)
     }
+
+    /// The route template a request path belongs to (`/news/{id}` for `/news/0192…`), for logs and
+    /// metrics: the contract's paths, and the pages this type serves; anything else is `None`
+    /// (callers write it as one value, so unknown paths cannot multiply label values).
+    #[must_use]
+    pub fn route_template(&self, path: &str) -> Option<&str> {
+        const PAGES: [&str; 5] = ["/", "/openapi.yaml", "/openapi.json", "/explorer", "/redoc"];
+        // The pages also answer with a trailing slash.
+        let page = path
+            .strip_suffix('/')
+            .filter(|p| !p.is_empty())
+            .unwrap_or(path);
+        match PAGES.iter().find(|p| **p == page) {
+            Some(page) => Some(page),
+            None => self
+                .allowed
+                .entry(path)
+                .map(|entry| entry.template.as_str()),
+        }
+    }
 }
 
 /// `page` with `generated` (the spec it embeds) replaced by `authored`.
@@ -194,16 +214,21 @@ fn swap_spec(page: &str, generated: &str, authored: &str) -> String {
     page.replacen(generated, authored, 1)
 }
 
-/// The methods each path of the spec supports, for the `Allow` header every 405 must carry
-/// (RFC 9110 §15.5.6), which poem does not add.
-struct AllowedMethods(Vec<(Vec<String>, String)>);
+/// The paths of the spec and the methods each supports: for the `Allow` header every 405 must
+/// carry (RFC 9110 §15.5.6), which poem does not add, and for naming a request's route template.
+struct AllowedMethods(Vec<PathEntry>);
+
+struct PathEntry {
+    template: String,
+    segments: Vec<String>,
+    methods: String,
+}
 
 impl AllowedMethods {
     fn from_spec(spec: &Value) -> Self {
         let paths = spec["paths"].as_object().into_iter().flatten();
         let table = paths
             .map(|(template, operations)| {
-                let segments = template.split('/').map(str::to_string).collect();
                 let mut methods: Vec<String> = operations
                     .as_object()
                     .into_iter()
@@ -213,26 +238,41 @@ impl AllowedMethods {
                 if methods.iter().any(|m| m == "GET") {
                     methods.push("HEAD".to_string());
                 }
-                (segments, methods.join(", "))
+                PathEntry {
+                    template: template.clone(),
+                    segments: template.split('/').map(str::to_string).collect(),
+                    methods: methods.join(", "),
+                }
             })
             .collect();
         Self(table)
     }
 
-    /// The `Allow` value for a request path, matching `{parameter}` segments to anything.
-    fn for_path(&self, path: &str) -> Option<&str> {
+    /// The spec's path for a request path, matching `{parameter}` segments to anything; where two
+    /// match (`/news/count`, `/news/{id}`), the one with more literal segments, as the router does.
+    fn entry(&self, path: &str) -> Option<&PathEntry> {
         let segments: Vec<&str> = path.split('/').collect();
         self.0
             .iter()
-            .find(|(template, _)| {
-                template.len() == segments.len()
-                    && template
+            .filter(|entry| {
+                entry.segments.len() == segments.len()
+                    && entry
+                        .segments
                         .iter()
                         .zip(&segments)
-                        .all(|(t, s)| t == s || (t.starts_with('{') && t.ends_with('}')))
+                        .all(|(t, s)| t == s || is_parameter(t))
             })
-            .map(|(_, methods)| methods.as_str())
+            .max_by_key(|entry| entry.segments.iter().filter(|t| !is_parameter(t)).count())
     }
+
+    /// The `Allow` value for a request path.
+    fn for_path(&self, path: &str) -> Option<&str> {
+        self.entry(path).map(|entry| entry.methods.as_str())
+    }
+}
+
+fn is_parameter(segment: &str) -> bool {
+    segment.starts_with('{') && segment.ends_with('}')
 }
 
 #[cfg(test)]
@@ -257,6 +297,25 @@ mod tests {
         );
         assert_eq!(allowed.for_path("/healthz"), Some("GET, HEAD"));
         assert_eq!(allowed.for_path("/news/1/2"), None);
+        assert_eq!(allowed.for_path("/news/count"), Some("GET, HEAD"));
+    }
+
+    #[test]
+    fn a_path_is_named_by_its_route_template() {
+        let contract = Contract::new(&crate::startup::api_service());
+        for (path, template) in [
+            (
+                "/news/0192f0c4-0000-7000-8000-000000000000",
+                Some("/news/{id}"),
+            ),
+            ("/news/count", Some("/news/count")),
+            ("/news", Some("/news")),
+            ("/explorer/", Some("/explorer")),
+            ("/", Some("/")),
+            ("/etc/passwd", None),
+        ] {
+            assert_eq!(contract.route_template(path), template, "{path}");
+        }
     }
 
     #[test]

@@ -28,7 +28,10 @@ async fn assert_unauthorized(response: reqwest::Response) -> Value {
         challenge.starts_with("Bearer"),
         "WWW-Authenticate: {challenge:?}"
     );
-    assert_problem(response, 401).await
+    let mut problem = assert_problem(response, 401).await;
+    // The occurrence differs from request to request, by design.
+    problem.as_object_mut().unwrap().remove("instance");
+    problem
 }
 
 /// Asserts a 401 problem with a Bearer challenge; returns the challenge and the body as sent, to
@@ -45,10 +48,16 @@ async fn unauthorized_as_sent(response: reqwest::Response) -> (String, String) {
         .get(header::CONTENT_TYPE)
         .map(|v| v.to_str().unwrap().to_string());
     assert_eq!(content_type.as_deref(), Some("application/problem+json"));
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let text = response.text().await.unwrap();
     let problem: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(problem["status"], 401, "{problem}");
-    (challenge, text)
+    assert_eq!(problem["instance"], request_id.as_str());
+    // The occurrence differs from request to request, by design; the rest must not.
+    (challenge, text.replace(&request_id, "<request id>"))
 }
 
 // ---------------------------------------------------------------------------------------------

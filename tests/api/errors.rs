@@ -226,3 +226,56 @@ async fn no_successful_response_shows_a_password_hash() {
         assert_no_internals(&response.text().await.unwrap());
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_answer_carries_a_request_id_and_a_sane_client_id_is_kept() {
+    let app = spawn_app().await;
+    let id_of = |response: &reqwest::Response| {
+        response
+            .headers()
+            .get("x-request-id")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+
+    // Answers of every kind, from every layer, carry an id, and no two the same.
+    let mut seen = std::collections::HashSet::new();
+    for (method, path) in [
+        (Method::GET, "/healthz"),
+        (Method::GET, "/news"),
+        (Method::GET, "/no-such-route"),
+        (Method::PUT, "/signin"),
+        (Method::GET, "/openapi.json"),
+        (Method::GET, "/explorer"),
+    ] {
+        let response = app.request(method.clone(), path).send().await.unwrap();
+        let id = id_of(&response).unwrap_or_else(|| panic!("{method} {path}: no X-Request-Id"));
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{method} {path}: {id}");
+        assert!(seen.insert(id), "{method} {path}: a repeated id");
+    }
+
+    // A client's sane id is kept, in the header and in the problem.
+    let response = app
+        .request(Method::POST, "/signin")
+        .header("X-Request-Id", "trace-42.a:b")
+        .header("content-type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(id_of(&response).as_deref(), Some("trace-42.a:b"));
+    let problem = assert_problem(response, 400).await;
+    assert_eq!(problem["instance"], "trace-42.a:b");
+
+    // One that could break a log line or a header is replaced.
+    for insane in ["has space", "<script>", &"x".repeat(200)] {
+        let response = app
+            .request(Method::GET, "/healthz")
+            .header("X-Request-Id", insane)
+            .send()
+            .await
+            .unwrap();
+        let id = id_of(&response).unwrap();
+        assert_ne!(id, insane);
+        assert!(uuid::Uuid::parse_str(&id).is_ok(), "{id}");
+    }
+}

@@ -317,8 +317,19 @@ pub async fn assert_problem_for(response: Response, status: u16, case: &str) -> 
         content_type, "application/problem+json",
         "{case}: content type"
     );
+    let request_id = response
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_string());
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["status"], status, "{case}: status in body: {body}");
+    // Every problem names its occurrence by the request id the answer carries.
+    assert!(request_id.is_some(), "{case}: no X-Request-Id");
+    assert_eq!(
+        body["instance"].as_str(),
+        request_id.as_deref(),
+        "{case}: instance is the request id: {body}"
+    );
     assert!(body["type"].is_string(), "{case}: type: {body}");
     assert!(body["title"].is_string(), "{case}: title: {body}");
     assert!(body["detail"].is_string(), "{case}: detail: {body}");
