@@ -30,6 +30,10 @@
 //!     (it is always written, as `null` when empty), poem-openapi does not.
 //! 11. The `description` of an error response (its only content is `application/problem+json`) is
 //!     not compared: it is written once, in `openapi.yaml`'s `components/responses`.
+//! 12. The `X-Request-Id` header parameter and response header are removed before comparing (with
+//!     a `parameters` or `headers` left empty): middleware reads and writes them for every
+//!     operation and every answer, where no handler can declare them. A test of its own checks that
+//!     `openapi.yaml` declares both on every operation and every response.
 
 use serde_json::{Map, Value, json};
 
@@ -113,9 +117,85 @@ fn open_request_bodies(spec: &mut Value) {
     }
 }
 
+/// The header every operation takes and every answer carries (rule 12).
+const REQUEST_ID: &str = "x-request-id";
+
+/// Every operation of an (inlined) spec, with its path and method.
+fn operations_mut(spec: &mut Value) -> impl Iterator<Item = (String, &mut Map<String, Value>)> {
+    spec["paths"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|paths| paths.iter_mut())
+        .filter_map(|(path, item)| item.as_object_mut().map(|item| (path, item)))
+        .flat_map(|(path, item)| {
+            item.iter_mut().filter_map(move |(method, operation)| {
+                operation
+                    .as_object_mut()
+                    .map(|operation| (format!("{method} {path}"), operation))
+            })
+        })
+}
+
+/// Rule 12: takes `X-Request-Id` out of every operation's parameters and every response's headers;
+/// answers which operations and responses lacked it.
+fn remove_request_id(spec: &mut Value) -> Vec<String> {
+    let mut lacking = Vec::new();
+    for (name, operation) in operations_mut(spec) {
+        let parameters = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut);
+        let found = parameters.is_some_and(|parameters| {
+            let before = parameters.len();
+            parameters.retain(|p| {
+                !(p["in"] == "header"
+                    && p["name"].as_str().map(str::to_ascii_lowercase).as_deref()
+                        == Some(REQUEST_ID))
+            });
+            parameters.len() < before
+        });
+        if !found {
+            lacking.push(format!("{name}: parameter"));
+        }
+        if operation
+            .get("parameters")
+            .and_then(Value::as_array)
+            .is_some_and(Vec::is_empty)
+        {
+            operation.remove("parameters");
+        }
+        for (status, response) in operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flatten()
+        {
+            let headers = response.get_mut("headers").and_then(Value::as_object_mut);
+            let found = headers.is_some_and(|headers| {
+                let key = headers
+                    .keys()
+                    .find(|k| k.to_ascii_lowercase() == REQUEST_ID)
+                    .cloned();
+                key.is_some_and(|key| headers.remove(&key).is_some())
+            });
+            if !found {
+                lacking.push(format!("{name} {status}: header"));
+            }
+            if response
+                .get("headers")
+                .and_then(Value::as_object)
+                .is_some_and(Map::is_empty)
+            {
+                response.as_object_mut().map(|r| r.remove("headers"));
+            }
+        }
+    }
+    lacking
+}
+
 fn normalise(spec: &Value) -> Value {
     let mut spec = inline_refs(spec, spec);
     open_request_bodies(&mut spec);
+    remove_request_id(&mut spec);
     let mut out = Map::new();
     out.insert("paths".into(), normalise_value(&spec["paths"], None));
     for section in ["schemas", "securitySchemes"] {
@@ -288,6 +368,17 @@ fn the_handlers_say_what_openapi_yaml_says() {
         diff.len(),
         diff.join("\n")
     );
+}
+
+#[test]
+fn openapi_yaml_declares_x_request_id_on_every_operation_and_every_answer() {
+    let authored = authored_spec();
+    let lacking = remove_request_id(&mut inline_refs(&authored, &authored));
+    assert!(lacking.is_empty(), "no X-Request-Id on: {lacking:#?}");
+    // The generated spec has none, which is what rule 12 is for.
+    let generated = generated_spec();
+    let lacking = remove_request_id(&mut inline_refs(&generated, &generated));
+    assert!(!lacking.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]
