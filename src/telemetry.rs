@@ -15,39 +15,51 @@ use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response,
     http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
 };
-use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing::{Instrument, Subscriber};
+use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 use uuid::Uuid;
 
 use crate::{api::Contract, config::LogFormat};
 
-/// Installs the global subscriber; a second call does nothing.
+/// Installs the global subscriber, writing to stderr; a second call does nothing.
 ///
 /// `format` unset means text on a terminal and JSON lines otherwise (a file, a pipe, a log
 /// collector). Colour codes are written only to a terminal, in either format: in a file they are
-/// noise a grep trips on. A JSON line carries the fields of the span it was logged in under
-/// `span`, so every line logged while serving a request names its `request_id`.
+/// noise a grep trips on.
 pub fn init(format: Option<LogFormat>) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let terminal = std::io::stderr().is_terminal();
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(terminal);
     let format = format.unwrap_or(if terminal {
         LogFormat::Text
     } else {
         LogFormat::Json
     });
-    let _ = match format {
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .with_span_list(false)
-            .try_init(),
-        LogFormat::Text => builder.try_init(),
-    };
+    let _ = tracing::subscriber::set_global_default(subscriber(format, terminal, std::io::stderr));
+}
+
+/// The subscriber [`init`] installs, writing to `writer` (tests give it a buffer): filtered by
+/// `RUST_LOG` (default `info`), `ansi` deciding colour. A JSON line has the event's fields at its
+/// top level and the fields of the span it was logged in under `span`, so every line logged while
+/// serving a request names its `request_id`.
+pub fn subscriber<W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(builder.finish()),
+    }
 }
 
 /// The header that carries a request's id, both ways.
@@ -182,7 +194,8 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
 ///
 /// The access line is an `info` event with target `newsapi::access` (`RUST_LOG` can silence it
 /// alone) and fields `method`, `route` (the contract's template, `/news/{id}`, or `unmatched`:
-/// never the path itself, which holds ids), `status`, `latency_ms`, `bytes` (the body's size when
+/// never the path alone, which holds ids: group by this one), `uri` (the target as
+/// [`loggable_uri`] writes it), `status`, `latency_ms`, `bytes` (the body's size when
 /// the response knows it up front, which every answer but a stream does; absent otherwise),
 /// `request_id`, `user_id` (once the bearer token was verified), `remote_addr`. It is written for
 /// every request that reached the application: answered, refused, panicked (the 500 it got), or
@@ -249,13 +262,14 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
             || loggable(&req.remote_addr().to_string()).into_owned(),
             ToString::to_string,
         );
+        let uri = loggable_uri(req.uri());
         let span = tracing::info_span!(
             "request",
             request_id = %id,
             remote_addr = %remote_addr,
             version = ?req.version(),
             method = %req.method(),
-            uri = %loggable_uri(req.uri()),
+            uri = %uri,
         );
         let mut access = AccessLine {
             method: req.method().clone(),
@@ -263,6 +277,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                 .routes
                 .route_template(req.uri().path())
                 .unwrap_or(UNMATCHED),
+            uri,
             id,
             context,
             remote_addr,
@@ -295,6 +310,7 @@ pub const ACCESS_TARGET: &str = "newsapi::access";
 struct AccessLine {
     method: Method,
     route: &'static str,
+    uri: String,
     id: RequestId,
     context: Option<Arc<RequestContext>>,
     remote_addr: String,
@@ -321,6 +337,7 @@ impl AccessLine {
             target: ACCESS_TARGET,
             method = %self.method,
             route = self.route,
+            uri = %self.uri,
             status,
             latency_ms,
             bytes,
