@@ -10,11 +10,10 @@
 //! JSON subscriber, writing to a buffer.
 
 use std::{
-    io::{BufRead, BufReader, Read, Write},
+    io::{Read, Write},
     net::TcpStream,
-    process::{Child, Command, Stdio},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use diesel_async::RunQueryDsl;
@@ -23,87 +22,10 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    TEST_SECRET, TestApp, TestDatabase, assert_no_internals, assert_problem, db_execute,
+    LoggedServer, TEST_SECRET, assert_no_internals, assert_problem, db_execute, server_addr,
 };
 
-/// The real binary, serving a fresh database, its standard error collected line by line.
-struct LoggedServer {
-    app: TestApp,
-    child: Child,
-    lines: Arc<Mutex<Vec<String>>>,
-}
-
-/// How long a log line may take to show up (it is written before the answer is sent; this only
-/// covers the reader thread).
-const LOG_WAIT: Duration = Duration::from_secs(10);
-
 impl LoggedServer {
-    async fn start(format: &str) -> Self {
-        let db = TestDatabase::create().await;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_newsapi"))
-            .env_clear()
-            .env("DATABASE_URL", &db.url)
-            .env("JWT_SECRET", TEST_SECRET)
-            .env("BCRYPT_COST", "4")
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("LOG_FORMAT", format)
-            .current_dir(std::env::temp_dir())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the newsapi binary runs");
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let lines = Arc::new(Mutex::new(Vec::new()));
-        let collected = Arc::clone(&lines);
-        std::thread::spawn(move || {
-            // Bytes, not `lines()`: a line that is not UTF-8 must show up in the assertions too.
-            let mut reader = BufReader::new(stderr);
-            let mut line = Vec::new();
-            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
-                let text = String::from_utf8_lossy(&line)
-                    .trim_end_matches('\n')
-                    .to_string();
-                collected.lock().unwrap().push(text);
-                line.clear();
-            }
-        });
-        let mut server = Self {
-            app: TestApp {
-                address: String::new(),
-                client: reqwest::Client::new(),
-                db,
-            },
-            child,
-            lines,
-        };
-        let serving = server.wait_for_line(|line| line.contains("serving")).await;
-        let addr = serving_addr(&serving)
-            .unwrap_or_else(|| panic!("no address in the serving line: {serving}"));
-        server.app.address = format!("http://{addr}");
-        server
-    }
-
-    fn lines(&self) -> Vec<String> {
-        self.lines.lock().unwrap().clone()
-    }
-
-    /// The first line `matches`, waiting for it up to [`LOG_WAIT`].
-    async fn wait_for_line(&self, matches: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LOG_WAIT;
-        loop {
-            if let Some(line) = self.lines().into_iter().find(|l| matches(l)) {
-                return line;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no such log line within {LOG_WAIT:?}; the log:\n{}",
-                self.lines().join("\n")
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
     /// Every JSON line, parsed (a line that is not JSON fails the test).
     fn json_lines(&self) -> Vec<Value> {
         self.lines()
@@ -130,26 +52,6 @@ impl LoggedServer {
         assert_eq!(lines.len(), 1, "one access line for {id}: {lines:#?}");
         lines.into_iter().next().unwrap()
     }
-
-    fn port(&self) -> String {
-        self.app.address.trim_start_matches("http://").to_string()
-    }
-}
-
-impl Drop for LoggedServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// The address of the `serving` line, in either format (`"addr":"…"` or `addr=…`).
-fn serving_addr(line: &str) -> Option<String> {
-    if let Ok(value) = serde_json::from_str::<Value>(line) {
-        return value["addr"].as_str().map(str::to_string);
-    }
-    let rest = &line[line.find("addr=")? + "addr=".len()..];
-    Some(rest.split_whitespace().next()?.to_string())
 }
 
 fn request_id(response: &reqwest::Response) -> String {
@@ -189,7 +91,7 @@ fn assert_strings_clean(value: &Value, line: &str) {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_request_has_one_access_line_with_its_route_status_id_and_user() {
     // Arrange
-    let server = LoggedServer::start("json").await;
+    let server = LoggedServer::start("json", &[]).await;
     let app = &server.app;
     let (user_id, token) = app.new_user("ada@example.com").await;
     let news = app
@@ -269,7 +171,7 @@ async fn every_request_has_one_access_line_with_its_route_status_id_and_user() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_error_logged_while_serving_names_the_request() {
     // Arrange: a table the handler needs disappears under the running server
-    let server = LoggedServer::start("json").await;
+    let server = LoggedServer::start("json", &[]).await;
     let app = &server.app;
     let (_, token) = app.new_user("ada@example.com").await;
     db_execute(app, "DROP TABLE news CASCADE").await;
@@ -317,7 +219,7 @@ fn raw_get(addr: &str, target: &[u8]) {
 async fn no_control_character_from_a_request_reaches_the_log_in_either_format() {
     for format in ["json", "text"] {
         // Arrange
-        let server = LoggedServer::start(format).await;
+        let server = LoggedServer::start(format, &[]).await;
         let app = &server.app;
 
         // Act: encoded controls, raw ones in the request line (C0, DEL, and what the http crate
@@ -332,7 +234,7 @@ async fn no_control_character_from_a_request_reaches_the_log_in_either_format() 
             let rid = request_id(&response);
             server.wait_for_line(|line| line.contains(&rid)).await;
         }
-        let addr = server.port();
+        let addr = server_addr(app).to_string();
         let raw: [&[u8]; 6] = [
             b"/news/a\xc2\x9b31m",
             b"/x\xe2\x80\xaeevil",
@@ -375,7 +277,7 @@ async fn no_control_character_from_a_request_reaches_the_log_in_either_format() 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_dropped_before_its_answer_is_logged_as_cancelled() {
     // Arrange: the news table is locked, so a list waits
-    let server = LoggedServer::start("json").await;
+    let server = LoggedServer::start("json", &[]).await;
     let app = &server.app;
     let (user_id, token) = app.new_user("ada@example.com").await;
     let mut locker = app.db.connect().await;
