@@ -15,6 +15,7 @@ use serde::Serialize;
 use crate::{
     auth::{SigninError, SignupLimitError, password::HashError},
     domain::Invalid,
+    panics::Panicked,
     telemetry::RequestId,
 };
 
@@ -128,7 +129,8 @@ pub enum ApiError {
     /// The password-hashing queue is full; try again after this many seconds.
     #[error("the hashing queue is full; retry after {0} s")]
     HashQueueFull(u64),
-    /// Anything else: logged with its whole chain, never shown to the client.
+    /// Anything else: logged with its whole chain (a panic with its backtrace), never shown to the
+    /// client.
     #[error("internal error: {0}")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// A client error poem or poem-openapi raised itself (an unknown route, a wrong method, a
@@ -259,7 +261,15 @@ impl ResponseError for ApiError {
 
     fn as_response(&self) -> Response {
         match self {
-            Self::Internal(err) => tracing::error!(error = %chain(err.as_ref()), "internal error"),
+            Self::Internal(err) => match err.downcast_ref::<Panicked>() {
+                Some(panic) => tracing::error!(
+                    panic = %panic.message,
+                    location = panic.location,
+                    backtrace = panic.backtrace,
+                    "request panicked"
+                ),
+                None => tracing::error!(error = %chain(err.as_ref()), "internal error"),
+            },
             Self::Unavailable(why) => tracing::warn!(error = %why, "database unavailable"),
             _ => {}
         }

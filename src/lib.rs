@@ -10,7 +10,7 @@
 //! - [`domain`] holds the checked types every request is parsed into, and the rules they enforce.
 //! - [`auth`] hashes passwords (off the async runtime), signs and verifies tokens, and signs in.
 //! - [`db`] holds the schema, the rows and the queries, which take domain values.
-//! - [`error`] renders every failure as RFC 9457 problem+json.
+//! - [`error`] renders every failure as RFC 9457 problem+json; [`panics`] makes a panic one.
 //! - [`admin`] runs the administrative commands (`create-admin`, `promote`).
 
 pub mod admin;
@@ -20,6 +20,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod panics;
 pub mod server;
 pub mod startup;
 pub mod telemetry;

@@ -47,7 +47,7 @@ async fn main() -> ExitCode {
         Err(err) => return fail(&err),
     };
     // After the configuration, which loads .env: a RUST_LOG set there applies too.
-    telemetry::init();
+    telemetry::init(config.observability.log_format);
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config).await,
         Command::Migrate => db::migrate(config.database_url())

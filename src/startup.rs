@@ -9,7 +9,6 @@ use std::{
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route,
     http::{HeaderValue, StatusCode, header},
-    middleware::CatchPanic,
     web::Html,
 };
 use poem_openapi::OpenApiService;
@@ -24,6 +23,7 @@ use crate::{
     config::{Config, ConnectionConfig},
     db,
     error::render_any_error,
+    panics::answer_panics,
     server,
     telemetry::{RequestIdentity, RequestLog},
 };
@@ -148,7 +148,7 @@ static CONTRACT: LazyLock<Contract> = LazyLock::new(|| Contract::new(&api_servic
 /// The home page: links to the explorer, Redoc, the spec and the probes.
 const HOME_PAGE: &str = include_str!("home.html");
 
-/// The whole application: API, spec, explorer and home page, behind the middleware.
+/// The whole application: API, spec, explorer and home page, behind the [`middleware`].
 pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
     let contract: &'static Contract = &CONTRACT;
     // The home page cannot be a route of its own at "/": the API is nested at "/", and poem's
@@ -160,12 +160,17 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
         api.call(req).await.map(IntoResponse::into_response)
     });
     let api = with_connection_slot(api);
-    contract
-        .routes(Route::new())
-        .nest("/", api)
-        .data(state)
-        .with(RequestLog)
-        .with(CatchPanic::new())
+    middleware(contract.routes(Route::new()).nest("/", api).data(state))
+}
+
+/// What every request passes through around `app`, outermost first: [`RequestIdentity`] (the
+/// request id), [`RequestLog`] (the span and the access line, outside everything that can still
+/// change the answer, so it logs the status sent), the response headers, `Allow` on 405, the
+/// catch-all that renders every error as problem+json, and [`answer_panics`]. Public so a test can
+/// put an endpoint of its own (one that panics) behind exactly this stack.
+pub fn middleware(app: impl Endpoint + 'static) -> impl Endpoint<Output = poem::Response> {
+    let contract: &'static Contract = &CONTRACT;
+    answer_panics(app)
         .catch_all_error(render_any_error)
         .around(move |endpoint, req| async move {
             let path = req.uri().path().to_string();
@@ -180,6 +185,7 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
             Ok(response)
         })
         .around(response_headers)
+        .with(RequestLog::new(contract))
         .with(RequestIdentity)
 }
 

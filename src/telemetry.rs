@@ -1,27 +1,65 @@
-//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`); [`RequestId`], the id
-//! every request carries through its answer, its log lines and its problem body; and
-//! [`RequestLog`], the one line per request, which never writes a token.
+//! Logging: `tracing` to stderr, filtered by `RUST_LOG` (default `info`), as JSON lines or text
+//! ([`init`]); [`RequestId`], the id every request carries through its answer, its log lines and
+//! its problem body; and [`RequestLog`], the request's span and its one access line (target
+//! `newsapi::access`), which never writes a token nor a control character a client sent.
 
 use std::{
-    fmt::{self, Display},
-    sync::Arc,
+    borrow::Cow,
+    fmt::{self, Display, Write as _},
+    io::IsTerminal,
+    sync::{Arc, OnceLock},
     time::Instant,
 };
 
 use poem::{
     Endpoint, IntoResponse, Middleware, Request, Response,
-    http::{HeaderMap, HeaderValue, Uri},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, Uri},
 };
-use tracing::Instrument;
-use tracing_subscriber::EnvFilter;
+use tracing::{Instrument, Subscriber};
+use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
+use uuid::Uuid;
 
-/// Installs the global subscriber; a second call does nothing.
-pub fn init() {
+use crate::{api::Contract, config::LogFormat};
+
+/// Installs the global subscriber, writing to stderr; a second call does nothing.
+///
+/// `format` unset means text on a terminal and JSON lines otherwise (a file, a pipe, a log
+/// collector). Colour codes are written only to a terminal, in either format: in a file they are
+/// noise a grep trips on.
+pub fn init(format: Option<LogFormat>) {
+    let terminal = std::io::stderr().is_terminal();
+    let format = format.unwrap_or(if terminal {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    });
+    let _ = tracing::subscriber::set_global_default(subscriber(format, terminal, std::io::stderr));
+}
+
+/// The subscriber [`init`] installs, writing to `writer` (tests give it a buffer): filtered by
+/// `RUST_LOG` (default `info`), `ansi` deciding colour. A JSON line has the event's fields at its
+/// top level and the fields of the span it was logged in under `span`, so every line logged while
+/// serving a request names its `request_id`.
+pub fn subscriber<W>(format: LogFormat, ansi: bool, writer: W) -> Box<dyn Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(writer)
+        .with_ansi(ansi);
+    match format {
+        LogFormat::Json => Box::new(
+            builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false)
+                .finish(),
+        ),
+        LogFormat::Text => Box::new(builder.finish()),
+    }
 }
 
 /// The header that carries a request's id, both ways.
@@ -62,7 +100,7 @@ impl RequestId {
     /// The id of the request being served by this task, if any.
     #[must_use]
     pub fn current() -> Option<Self> {
-        CURRENT_REQUEST.try_with(Clone::clone).ok()
+        CURRENT_REQUEST.try_with(|context| context.id.clone()).ok()
     }
 }
 
@@ -85,9 +123,23 @@ fn is_sane_request_id(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_.:+/=@".contains(&b))
 }
 
+/// What is known about the request a task is serving, beyond the request itself: its id, and the
+/// signed-in user once the bearer token has been verified (for the access line).
+#[derive(Debug)]
+struct RequestContext {
+    id: RequestId,
+    user: OnceLock<Uuid>,
+}
+
 tokio::task_local! {
-    /// The id of the request this task is serving (set by [`RequestIdentity`]).
-    static CURRENT_REQUEST: RequestId;
+    /// The request this task is serving (set by [`RequestIdentity`]).
+    static CURRENT_REQUEST: Arc<RequestContext>;
+}
+
+/// Records that the request being served is signed in as `user` (its bearer token verified), for
+/// its access line. Outside a request, or a second time, it does nothing.
+pub fn record_user(user: Uuid) {
+    let _ = CURRENT_REQUEST.try_with(|context| context.user.set(user));
 }
 
 /// The outermost middleware: gives the request its [`RequestId`] (kept from the connection layer,
@@ -119,8 +171,12 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
             }
         };
         let header = HeaderValue::from_str(id.as_str()).ok();
+        let context = Arc::new(RequestContext {
+            id,
+            user: OnceLock::new(),
+        });
         let result = CURRENT_REQUEST
-            .scope(id, async move { self.0.call(req).await })
+            .scope(context, async move { self.0.call(req).await })
             .await;
         let mut response = match result {
             Ok(response) => response.into_response(),
@@ -133,13 +189,25 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
     }
 }
 
-/// A span per request (`remote_addr`, `method`, `uri`, `version`) and one event when it ends
-/// (`status`, `duration`): poem's `Tracing` middleware, less what must not reach a log.
+/// The request's span (`request_id`, `remote_addr`, `method`, `uri`, `version`), so every line
+/// logged while serving it names it, and its one access line when it ends.
 ///
+/// The access line is an `info` event with target `newsapi::access` (`RUST_LOG` can silence it
+/// alone) and fields `method`, `route` (the contract's template, `/news/{id}`, or `unmatched`:
+/// never the path alone, which holds ids: group by this one), `uri` (the target as
+/// [`loggable_uri`] writes it), `status`, `latency_ms`, `bytes` (the body's size when
+/// the response knows it up front, which every answer but a stream does; absent otherwise),
+/// `request_id`, `user_id` (once the bearer token was verified), `remote_addr`. It is written for
+/// every request that reached the application: answered, refused, panicked (the 500 it got), or
+/// dropped before its answer (the client hung up, or the server cut it off): then `status` is
+/// 499, nginx's "client closed request", and `cancelled` is true.
+///
+/// What must not reach a log does not:
 /// - The query string keeps its parameter names and loses every value (`?access_token=…`): a
 ///   client may put a token there (RFC 6750 §2.3), and this server reads none from it.
 /// - A path segment longer than [`MAX_LOGGED_SEGMENT`] bytes (no route has one: the longest is a
 ///   UUID, 36) is written `…`: a token pasted into a path would be one.
+/// - No control character a client sent is written as it is ([`loggable`]).
 /// - `remote_addr` is the socket's peer, never what `X-Forwarded-For` or `X-Real-IP` claim (poem's
 ///   `Tracing` believes them from anyone).
 /// - A refused request's message is not written, only its status: poem's messages can quote what
@@ -147,48 +215,156 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
 ///   rendered, without anything the client sent.)
 ///
 /// No header is written, so neither is `Authorization`.
-pub struct RequestLog;
+pub struct RequestLog {
+    routes: &'static Contract,
+}
+
+impl RequestLog {
+    /// The request log, naming routes by `routes`' templates.
+    #[must_use]
+    pub fn new(routes: &'static Contract) -> Self {
+        Self { routes }
+    }
+}
 
 impl<E: Endpoint> Middleware<E> for RequestLog {
     type Output = RequestLogEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        RequestLogEndpoint(ep)
+        RequestLogEndpoint {
+            inner: ep,
+            routes: self.routes,
+        }
     }
 }
 
 /// The endpoint [`RequestLog`] wraps.
-pub struct RequestLogEndpoint<E>(E);
+pub struct RequestLogEndpoint<E> {
+    inner: E,
+    routes: &'static Contract,
+}
 
 impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
+        let context = CURRENT_REQUEST.try_with(Arc::clone).ok();
+        let id = context.as_ref().map_or_else(
+            || {
+                req.extensions()
+                    .get::<RequestId>()
+                    .cloned()
+                    .unwrap_or_default()
+            },
+            |context| context.id.clone(),
+        );
+        let remote_addr = req.remote_addr().as_socket_addr().map_or_else(
+            || loggable(&req.remote_addr().to_string()).into_owned(),
+            ToString::to_string,
+        );
+        let uri = loggable_uri(req.uri());
         let span = tracing::info_span!(
             "request",
-            request_id = %req.extensions().get::<RequestId>().cloned().unwrap_or_default(),
-            remote_addr = %req.remote_addr(),
+            request_id = %id,
+            remote_addr = %remote_addr,
             version = ?req.version(),
             method = %req.method(),
-            uri = %loggable_uri(req.uri()),
+            uri = %uri,
         );
-        async move {
-            let start = Instant::now();
-            match self.0.call(req).await {
-                Ok(response) => {
-                    let response = response.into_response();
-                    tracing::info!(status = %response.status(), duration = ?start.elapsed(), "response");
-                    Ok(response)
-                }
-                Err(err) => {
-                    tracing::info!(status = %err.status(), duration = ?start.elapsed(), "error");
-                    Err(err)
-                }
+        let mut access = AccessLine {
+            method: req.method().clone(),
+            route: self
+                .routes
+                .route_template(req.uri().path())
+                .unwrap_or(UNMATCHED),
+            uri,
+            id,
+            context,
+            remote_addr,
+            start: Instant::now(),
+            written: false,
+        };
+        match self.inner.call(req).instrument(span).await {
+            Ok(response) => {
+                let mut response = response.into_response();
+                access.write(response.status(), body_size(&mut response));
+                Ok(response)
+            }
+            Err(err) => {
+                access.write(err.status(), None);
+                Err(err)
             }
         }
-        .instrument(span)
-        .await
     }
+}
+
+/// The `route` of a request no route of the contract matches: one value, so unknown paths cannot
+/// flood a log query or a metric with values of their own.
+pub const UNMATCHED: &str = "unmatched";
+
+/// The target of the access lines.
+pub const ACCESS_TARGET: &str = "newsapi::access";
+
+/// A request's access line, written once: when the answer is ready, or when the request's future
+/// is dropped before it (then as cancelled).
+struct AccessLine {
+    method: Method,
+    route: &'static str,
+    uri: String,
+    id: RequestId,
+    context: Option<Arc<RequestContext>>,
+    remote_addr: String,
+    start: Instant,
+    written: bool,
+}
+
+/// nginx's status for a request whose client went away before its answer; no answer carries it.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
+impl AccessLine {
+    fn write(&mut self, status: StatusCode, bytes: Option<u64>) {
+        self.emit(status.as_u16(), bytes, false);
+    }
+
+    fn emit(&mut self, status: u16, bytes: Option<u64>, cancelled: bool) {
+        self.written = true;
+        // Microseconds, as milliseconds with three decimals.
+        let micros = u64::try_from(self.start.elapsed().as_micros()).unwrap_or(u64::MAX);
+        #[allow(clippy::cast_precision_loss)]
+        let latency_ms = micros as f64 / 1000.0;
+        let user = self.context.as_ref().and_then(|c| c.user.get().copied());
+        tracing::info!(
+            target: ACCESS_TARGET,
+            method = %self.method,
+            route = self.route,
+            uri = %self.uri,
+            status,
+            latency_ms,
+            bytes,
+            request_id = %self.id,
+            user_id = user.map(tracing::field::display),
+            remote_addr = %self.remote_addr,
+            cancelled,
+            "request"
+        );
+    }
+}
+
+impl Drop for AccessLine {
+    fn drop(&mut self) {
+        if !self.written {
+            self.emit(CLIENT_CLOSED_REQUEST, None, true);
+        }
+    }
+}
+
+/// The size of `response`'s body when it is known before it is sent (poem's bodies from bytes,
+/// strings and JSON know it; a stream does not).
+fn body_size(response: &mut Response) -> Option<u64> {
+    let body = http_body_util::combinators::BoxBody::from(response.take_body());
+    let size = http_body::Body::size_hint(&body).exact();
+    response.set_body(body);
+    size
 }
 
 /// The longest path segment written as it is.
@@ -200,8 +376,9 @@ const MAX_LOGGED_URI: usize = 512;
 /// What stands for anything left out.
 const REDACTED: &str = "…";
 
-/// The request target as [`RequestLog`] writes it: the path, its over-long segments redacted, and
-/// the query string's parameter names without their values.
+/// The request target as [`RequestLog`] writes it: the path, its over-long segments redacted and
+/// its control characters escaped ([`loggable`]), and the query string's parameter names without
+/// their values (a name of anything but letters, digits, `_`, `-` and `.` is written `…`).
 #[must_use]
 pub fn loggable_uri(uri: &Uri) -> String {
     let mut out = String::new();
@@ -209,11 +386,11 @@ pub fn loggable_uri(uri: &Uri) -> String {
         if i > 0 {
             out.push('/');
         }
-        out.push_str(if segment.len() > MAX_LOGGED_SEGMENT {
-            REDACTED
+        if segment.len() > MAX_LOGGED_SEGMENT {
+            out.push_str(REDACTED);
         } else {
-            segment
-        });
+            out.push_str(&loggable(segment));
+        }
     }
     if let Some(query) = uri.query() {
         out.push('?');
@@ -244,6 +421,31 @@ pub fn loggable_uri(uri: &Uri) -> String {
         out.push_str(REDACTED);
     }
     out
+}
+
+/// `text` with every character that could rewrite a log line as `\u{…}`: control characters (C0
+/// with CR, LF and ESC, DEL, C1) and the invisible formatting ones (bidirectional overrides, line
+/// and paragraph separators, zero-width characters, the byte-order mark). Whatever a client
+/// sends then stays on its own line and shows as what it is, in text logs as in JSON.
+#[must_use]
+pub fn loggable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(rewrites_lines) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if rewrites_lines(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn rewrites_lines(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200b}'..='\u{200f}' | '\u{2028}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 #[cfg(test)]
@@ -297,6 +499,23 @@ mod tests {
         assert_eq!(logged(&format!("/news/{id}")), format!("/news/{id}"));
         let token = "x".repeat(43);
         assert_eq!(logged(&format!("/news/{token}/x")), "/news/…/x");
+    }
+
+    #[test]
+    fn control_characters_are_escaped() {
+        // What the http crate lets through: raw UTF-8, C1 controls (U+009B is a terminal's CSI)
+        // and bidirectional overrides included.
+        assert_eq!(logged("/news/a\u{9b}31m"), "/news/a\\u{9b}31m");
+        assert_eq!(logged("/x\u{202e}y"), "/x\\u{202e}y");
+        assert_eq!(logged("/caf\u{e9}"), "/caf\u{e9}");
+        // Percent-encoded ones are written encoded, as sent.
+        assert_eq!(logged("/news/%00%0d%0a%1b[31m"), "/news/%00%0d%0a%1b[31m");
+        assert_eq!(logged("/news?a%0ab=1"), "/news?…=…");
+        assert_eq!(
+            loggable("a\0b\r\n\u{1b}\u{7f}"),
+            "a\\u{0}b\\u{d}\\u{a}\\u{1b}\\u{7f}"
+        );
+        assert!(matches!(loggable("plain"), Cow::Borrowed("plain")));
     }
 
     #[test]

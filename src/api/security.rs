@@ -22,6 +22,7 @@ use crate::{
     db::sessions::{SessionRead, SessionRef, find_session_user},
     domain::Role,
     error::{ApiError, AuthFailure},
+    telemetry,
 };
 
 /// The scheme's name in the spec.
@@ -82,6 +83,8 @@ impl ClaimedSession {
             user_id: claims.sub,
             family_id: claims.sid,
         };
+        // Signed, so the user is who the token says, whether or not the session is still live.
+        telemetry::record_user(claims.sub);
         Ok((state, Self(session)))
     }
 }

@@ -3,7 +3,13 @@
 
 use std::{
     collections::HashMap,
-    sync::atomic::{AtomicU64, Ordering},
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
 };
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -619,4 +625,108 @@ pub async fn signin_with(
         .send()
         .await
         .unwrap()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The log
+
+/// The real binary, serving a fresh database, its standard error collected line by line: for the
+/// tests that read the log, which the in-process servers of [`spawn_app`] do not write (they share
+/// the test binary's global subscriber, and there is none).
+pub struct LoggedServer {
+    pub app: TestApp,
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+/// How long a log line may take to show up: the `serving` line covers start-up on a loaded
+/// machine; a request's lines are written before its answer is sent, so for them this only
+/// covers the reader thread.
+const LOG_WAIT: Duration = Duration::from_secs(30);
+
+impl LoggedServer {
+    /// Starts the binary logging in `format` (`json` or `text`), with `env` added.
+    pub async fn start(format: &str, env: &[(&str, &str)]) -> Self {
+        let db = TestDatabase::create().await;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_newsapi"))
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("JWT_SECRET", TEST_SECRET)
+            .env("BCRYPT_COST", "4")
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("LOG_FORMAT", format)
+            .envs(env.iter().copied())
+            .current_dir(std::env::temp_dir())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the newsapi binary runs");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let collected = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            // Bytes, not `lines()`: a line that is not UTF-8 must show up in the assertions too.
+            let mut reader = BufReader::new(stderr);
+            let mut line = Vec::new();
+            while reader.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+                let text = String::from_utf8_lossy(&line)
+                    .trim_end_matches('\n')
+                    .to_string();
+                collected.lock().unwrap().push(text);
+                line.clear();
+            }
+        });
+        let mut server = Self {
+            app: TestApp {
+                address: String::new(),
+                client: reqwest::Client::new(),
+                db,
+            },
+            child,
+            lines,
+        };
+        let serving = server.wait_for_line(|line| line.contains("serving")).await;
+        let addr = serving_addr(&serving)
+            .unwrap_or_else(|| panic!("no address in the serving line: {serving}"));
+        server.app.address = format!("http://{addr}");
+        server
+    }
+
+    /// Every line so far.
+    pub fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+
+    /// The first line `matches`, waiting for it up to [`LOG_WAIT`].
+    pub async fn wait_for_line(&self, matches: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + LOG_WAIT;
+        loop {
+            if let Some(line) = self.lines().into_iter().find(|l| matches(l)) {
+                return line;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no such log line within {LOG_WAIT:?}; the log:\n{}",
+                self.lines().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for LoggedServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address of the `serving` line, in either format (`"addr":"…"` or `addr=…`).
+fn serving_addr(line: &str) -> Option<String> {
+    if let Ok(value) = serde_json::from_str::<Value>(line) {
+        return value["addr"].as_str().map(str::to_string);
+    }
+    let rest = &line[line.find("addr=")? + "addr=".len()..];
+    Some(rest.split_whitespace().next()?.to_string())
 }

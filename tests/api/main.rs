@@ -13,6 +13,7 @@ mod hashing;
 mod helpers;
 mod hygiene;
 mod news;
+mod observability;
 mod service;
 mod sessions;
 mod throttle;
