@@ -339,6 +339,7 @@ fn a_panic_is_answered_500_problem_json_and_logged_with_its_request_id_and_a_bac
     // Arrange: the server's JSON log into a buffer, for this thread, which runs everything
     let log = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&log);
+    let written = Arc::clone(&log);
     let subscriber =
         newsapi::telemetry::subscriber(LogFormat::Json, false, move || Sink(Arc::clone(&sink)));
     let _log = tracing::subscriber::set_default(subscriber);
@@ -372,6 +373,14 @@ fn a_panic_is_answered_500_problem_json_and_logged_with_its_request_id_and_a_bac
 
         let rid = request_id(&response);
         let text = response.text().await.unwrap();
+        // The access line may be written just after the answer left: give the server's task the
+        // thread until it is (this runtime stops polling it when `block_on` returns).
+        for _ in 0..200 {
+            if String::from_utf8_lossy(&written.lock().unwrap()).contains("newsapi::access") {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
         // Asserted below, outside the runtime; rebuilt as a response for `assert_problem`.
         let again = reqwest::Response::from(
             poem::http::Response::builder()
