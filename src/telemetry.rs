@@ -64,6 +64,19 @@ impl RequestId {
     pub fn current() -> Option<Self> {
         CURRENT_REQUEST.try_with(Clone::clone).ok()
     }
+
+    /// Runs `f` as part of this request ([`RequestId::current`] answers this id): for an answer
+    /// made outside [`RequestIdentity`], as when the connection layer cancels a request.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        CURRENT_REQUEST.sync_scope(self.clone(), f)
+    }
+
+    /// Returns the id on `response` as `X-Request-Id`.
+    pub fn stamp(&self, response: &mut Response) {
+        if let Ok(value) = HeaderValue::from_str(self.as_str()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
 }
 
 impl Default for RequestId {
@@ -118,17 +131,14 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
                 id
             }
         };
-        let header = HeaderValue::from_str(id.as_str()).ok();
         let result = CURRENT_REQUEST
-            .scope(id, async move { self.0.call(req).await })
+            .scope(id.clone(), async move { self.0.call(req).await })
             .await;
         let mut response = match result {
             Ok(response) => response.into_response(),
             Err(err) => err.into_response(),
         };
-        if let Some(header) = header {
-            response.headers_mut().insert(REQUEST_ID_HEADER, header);
-        }
+        id.stamp(&mut response);
         Ok(response)
     }
 }

@@ -486,6 +486,168 @@ pub async fn run_cli(app: &TestApp, args: &[&str], stdin: &str) -> std::process:
     .unwrap()
 }
 
+/// The server binary, run as a child process with its log on a pipe: for what only a process
+/// shows (its log, signals, its exit, limits set on it).
+pub struct LoggingServer {
+    child: std::process::Child,
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+}
+
+impl LoggingServer {
+    /// Starts the server on `db`, logging everything (`RUST_LOG=trace`).
+    pub async fn start(db: &TestDatabase) -> Self {
+        Self::start_with(db, &[("RUST_LOG", "trace")], None).await
+    }
+
+    /// Starts the server on `db` with `env` on top of the test settings (the log at `info`
+    /// unless `env` says otherwise), and, with `open_files`, that limit on its open files (soft
+    /// and hard, set by the shell that execs it, so the server cannot raise it).
+    pub async fn start_with(
+        db: &TestDatabase,
+        env: &[(&str, &str)],
+        open_files: Option<u32>,
+    ) -> Self {
+        use std::io::BufRead;
+        let binary = env!("CARGO_BIN_EXE_newsapi");
+        let mut command = match open_files {
+            Some(limit) => {
+                let mut command = std::process::Command::new("bash");
+                command
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\""))
+                    .arg(binary);
+                command
+            }
+            None => std::process::Command::new(binary),
+        };
+        command
+            .env_clear()
+            .env("DATABASE_URL", &db.url)
+            .env("JWT_SECRET", TEST_SECRET)
+            .env("BCRYPT_COST", "4")
+            .env("LISTEN_ADDR", "127.0.0.1:0")
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1");
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        let mut child = command
+            .current_dir(std::env::temp_dir())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the newsapi binary runs");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                let mut log = sink.lock().unwrap();
+                log.push_str(&strip_ansi(&line));
+                log.push('\n');
+            }
+        });
+        let mut server = Self {
+            child,
+            log,
+            address: String::new(),
+        };
+        let line = server
+            .wait_for(|line| line.contains("serving"), "the server to listen")
+            .await;
+        // `addr=127.0.0.1:<port>`, or the same in JSON.
+        let port: String = line
+            .split_once("127.0.0.1:")
+            .unwrap_or_else(|| panic!("no address in {line}"))
+            .1
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        server.address = format!("http://127.0.0.1:{port}");
+        server
+    }
+
+    /// Waits (at most 30 s) for a log line that `matches`; returns it.
+    pub async fn wait_for(&self, matches: impl Fn(&str) -> bool, what: &str) -> String {
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            if let Some(line) = self.log.lock().unwrap().lines().find(|l| matches(l)) {
+                return line.to_string();
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited in vain for {what}; the log:\n{}",
+                self.log.lock().unwrap()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the server `SIGTERM`, as an orchestrator stopping it does.
+    pub fn terminate(&self) {
+        let status = std::process::Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits at most `within` for the process to exit; its status, or `None` if it still runs.
+    pub async fn exited(
+        &mut self,
+        within: std::time::Duration,
+    ) -> Option<std::process::ExitStatus> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return Some(status);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for LoggingServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `line` without ANSI escape sequences (in case the log is coloured).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::new();
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The field names of a 422's `errors`.
 pub fn error_fields(problem: &Value) -> Vec<String> {
     problem["errors"]

@@ -4,20 +4,13 @@
 //! headers of token-bearing and other responses, the explorer's pages, an unparsable
 //! `X-Forwarded-For` hop behind a trusted proxy, and a token in the query string and the logs.
 
-use std::{
-    io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
-    sync::{Arc, Mutex},
-    time::Duration,
-};
-
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::{NaiveDate, SecondsFormat, TimeDelta, Utc};
 use reqwest::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    PASSWORD, TEST_SECRET, TestDatabase, access_token, assert_problem, assert_problem_for,
+    LoggingServer, PASSWORD, TestDatabase, access_token, assert_problem, assert_problem_for,
     db_count, db_execute, error_fields, refresh_token, spawn_app, spawn_app_with,
 };
 
@@ -648,101 +641,6 @@ async fn behind_a_trusted_proxy_an_unparsable_forwarded_hop_is_the_client_and_en
 
 // ---------------------------------------------------------------------------------------------
 // Logs
-
-/// The server binary, run as a child with its log on a pipe.
-struct LoggingServer {
-    child: Child,
-    log: Arc<Mutex<String>>,
-    address: String,
-}
-
-impl LoggingServer {
-    async fn start(db: &TestDatabase) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_newsapi"))
-            .env_clear()
-            .env("DATABASE_URL", &db.url)
-            .env("JWT_SECRET", TEST_SECRET)
-            .env("BCRYPT_COST", "4")
-            .env("LISTEN_ADDR", "127.0.0.1:0")
-            .env("RUST_LOG", "trace")
-            .env("NO_COLOR", "1")
-            .current_dir(std::env::temp_dir())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("the newsapi binary runs");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().unwrap();
-        let sink = Arc::clone(&log);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                let mut log = sink.lock().unwrap();
-                log.push_str(&strip_ansi(&line));
-                log.push('\n');
-            }
-        });
-        let mut server = Self {
-            child,
-            log,
-            address: String::new(),
-        };
-        let line = server
-            .wait_for(|line| line.contains("serving"), "the server to listen")
-            .await;
-        let addr = line
-            .split_whitespace()
-            .find_map(|word| word.strip_prefix("addr="))
-            .unwrap_or_else(|| panic!("no addr in {line}"));
-        server.address = format!("http://{addr}");
-        server
-    }
-
-    /// Waits (at most 30 s) for a log line that `matches`; returns it.
-    async fn wait_for(&self, matches: impl Fn(&str) -> bool, what: &str) -> String {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(line) = self.log.lock().unwrap().lines().find(|l| matches(l)) {
-                return line.to_string();
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited in vain for {what}; the log:\n{}",
-                self.log.lock().unwrap()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-}
-
-impl Drop for LoggingServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `line` without ANSI escape sequences (in case the log is coloured).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn no_token_reaches_the_log_even_in_the_query_string() {
