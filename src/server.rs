@@ -849,3 +849,24 @@ impl AsyncWrite for Watched {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_accepts_back_off_doubling_to_a_second_and_a_success_starts_over() {
+        let mut pacing = AcceptPacing::default();
+        let out_of_files = io::Error::from_raw_os_error(24); // EMFILE
+        let pauses: Vec<_> = (0..10)
+            .filter_map(|_| pacing.failed(&out_of_files))
+            .collect();
+        let millis: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        pacing.succeeded();
+        assert_eq!(pacing.failed(&out_of_files), Some(FIRST_ACCEPT_PAUSE));
+        // A client that hung up before it was accepted is no reason to pause.
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(pacing.failed(&aborted), None);
+    }
+}
