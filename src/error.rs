@@ -129,6 +129,14 @@ pub enum ApiError {
     /// The password-hashing queue is full; try again after this many seconds.
     #[error("the hashing queue is full; retry after {0} s")]
     HashQueueFull(u64),
+    /// The request ran past `REQUEST_TIMEOUT_SECS` and was cancelled (503; not the 408 of a body
+    /// that is late, [`ApiError::RequestTimeout`]).
+    #[error("the request ran too long and was cancelled")]
+    RanTooLong,
+    /// The server is shutting down and cancelled the request at the end of `SHUTDOWN_GRACE_SECS`;
+    /// the connection is closed after the answer.
+    #[error("the request was cancelled at shutdown")]
+    ShuttingDown,
     /// Anything else: logged with its whole chain (a panic with its backtrace), never shown to the
     /// client.
     #[error("internal error: {0}")]
@@ -217,6 +225,16 @@ impl ApiError {
                 )),
                 None,
             ),
+            Self::RanTooLong => (
+                "about:blank",
+                Some("the request took longer than the server allows; it was cancelled and nothing of it was kept".to_string()),
+                None,
+            ),
+            Self::ShuttingDown => (
+                "about:blank",
+                Some("the server is shutting down; the request was cancelled and nothing of it was kept".to_string()),
+                None,
+            ),
             Self::Internal(_) => ("about:blank", Some("internal error".to_string()), None),
             Self::Request { detail, .. } => ("about:blank", Some(detail.clone()), None),
         };
@@ -253,7 +271,9 @@ impl ResponseError for ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::HashQueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::HashQueueFull(_) | Self::RanTooLong | Self::ShuttingDown => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Request { status, .. } => *status,
         }
@@ -279,8 +299,9 @@ impl ResponseError for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from(*secs));
         }
-        if let Self::RequestTimeout = self {
-            // RFC 9110 §15.5.9: the server is closing the connection rather than wait on.
+        if let Self::RequestTimeout | Self::ShuttingDown = self {
+            // RFC 9110 §15.5.9 (408): the server is closing the connection rather than wait on; at
+            // shutdown it closes every connection after its answer.
             response.headers_mut().insert(
                 header::CONNECTION,
                 header::HeaderValue::from_static("close"),
@@ -289,7 +310,8 @@ impl ResponseError for ApiError {
         // Every 503 says when to come back, as every 429 does.
         let retry_after = match self {
             Self::HashQueueFull(secs) => Some(*secs),
-            Self::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            Self::Unavailable(_) | Self::RanTooLong => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            Self::ShuttingDown => Some(SHUTTING_DOWN_RETRY_AFTER_SECS),
             _ => None,
         };
         if let Some(secs) = retry_after {
@@ -314,8 +336,13 @@ impl ResponseError for ApiError {
 
 /// `Retry-After` on a 503 from the database: a request has just waited the pool's timeout (5 s by
 /// default) in vain, so the database is down or saturated, neither of which clears in a second;
-/// sooner retries would only add to the load.
+/// sooner retries would only add to the load. The same after a request ran past
+/// `REQUEST_TIMEOUT_SECS`: what held it up (a lock, a slow database) does not clear at once either.
 const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+
+/// `Retry-After` on a 503 at shutdown: another replica (or this one, restarted) can take the
+/// request at once.
+const SHUTTING_DOWN_RETRY_AFTER_SECS: u64 = 1;
 
 /// Renders a problem with its media type and status.
 fn problem_response(problem: &Problem) -> Response {

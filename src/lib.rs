@@ -4,7 +4,8 @@
 //! - [`config`] reads the environment once; [`telemetry`] sets up logging.
 //! - [`startup`] migrates the database, builds the routes and serves them.
 //! - [`server`] accepts connections and serves them under the connection deadlines and the
-//!   per-address cap.
+//!   per-address cap, the request deadline and the shutdown; [`cancel`] is how it cancels a request
+//!   so that nothing of it is committed.
 //! - [`api`] holds the operations of `openapi.yaml`, one module per area, the bearer scheme and
 //!   the extractors that carry the signed-in user and the request's database connection.
 //! - [`domain`] holds the checked types every request is parsed into, and the rules they enforce.
@@ -16,6 +17,7 @@
 pub mod admin;
 pub mod api;
 pub mod auth;
+pub mod cancel;
 pub mod config;
 pub mod db;
 pub mod domain;

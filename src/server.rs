@@ -16,13 +16,22 @@
 //! - **busy** — a request's headers have arrived. Its body must arrive within
 //!   `HTTP_BODY_TIMEOUT_SECS` of them: [`BodyDeadline`] makes reading it fail after that (`JsonBody`
 //!   answers 408), and a body nobody reads is never waited for (hyper closes the connection after
-//!   the answer). The handler's own time is bounded by its own limits (pool and queue timeouts),
-//!   not here; but once the answer is being written, a client that takes none of it for
-//!   `HTTP_IDLE_TIMEOUT_SECS` is cut off.
+//!   the answer). The whole request — body, handler, up to the start of its answer — must be done
+//!   within `REQUEST_TIMEOUT_SECS`, else it is cancelled and answered 503 (a body that is late
+//!   still gets its 408 first: that delay is the client's). Once the answer is being written, a
+//!   client that takes none of it for `HTTP_IDLE_TIMEOUT_SECS` is cut off.
 //!
 //! A deadline that passes closes the connection (dropping it: the client reads end-of-file, or a
 //! reset when it had sent more). Per connection this costs one task, hyper's buffers, one timer
 //! and one small mutex-guarded state.
+//!
+//! **Cancelling a request** (its deadline, or the end of the shutdown grace) drops its future, after
+//! marking its [`Cancellation`] so that what it left running in PostgreSQL is cancelled too; the
+//! client gets a 503 problem (with its request id) instead, and the log a warning naming the request.
+//!
+//! **Shutdown**: the listener closes; idle connections close at once; requests in flight have
+//! `SHUTDOWN_GRACE_SECS` to finish; then the rest are cancelled and answered 503 with
+//! `Connection: close`; [`serve`] returns only when every connection has ended.
 
 use std::{
     collections::{HashMap, hash_map::Entry},
@@ -31,7 +40,10 @@ use std::{
     io,
     net::{IpAddr, SocketAddr},
     pin::Pin,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    sync::{
+        Arc, Mutex, MutexGuard, PoisonError,
+        atomic::{AtomicBool, Ordering},
+    },
     task::{Context, Poll},
     time::Duration,
 };
@@ -47,6 +59,7 @@ use hyper_util::{
 use poem::{
     Endpoint,
     endpoint::BoxEndpoint,
+    error::ResponseError,
     http::uri::Scheme,
     web::{LocalAddr, RemoteAddr},
 };
@@ -57,17 +70,46 @@ use tokio::{
     time::{Instant, Sleep},
 };
 
-use crate::config::ConnectionConfig;
+use crate::{
+    api::add_response_headers,
+    cancel::Cancellation,
+    config::ConnectionConfig,
+    error::ApiError,
+    telemetry::{RequestId, loggable_uri},
+};
 
-/// How long the requests in flight may take to finish after a shutdown signal.
-pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// Where the server is in its life; every connection and every request watches it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Phase {
+    /// Accepting and serving.
+    Serving,
+    /// A shutdown signal came: nothing new is accepted; requests in flight may finish.
+    Draining,
+    /// The shutdown grace is over: requests still running are cancelled and answered 503.
+    Cancelling,
+    /// Whatever is still open is closed.
+    Closing,
+}
+
+/// After the shutdown grace, how long the cancelled requests have to clean up and write their 503
+/// before every connection is closed.
+const ANSWER_WINDOW: Duration = Duration::from_secs(3);
+
+/// The longest a cancelled request's clean-up may take: cancelling its statement is one new
+/// connection to PostgreSQL.
+const CLEAN_UP_LIMIT: Duration = Duration::from_secs(2);
+
+/// When a request's deadline passes while its body is late, how long after the body's own deadline
+/// its 408 may take before the request is cancelled after all.
+const BODY_VERDICT_GRACE: Duration = Duration::from_secs(1);
 
 /// The body type poem's requests and responses carry.
 type PoemBody = BoxBody<Bytes, io::Error>;
 
 /// Serves `app` on `listener` until `shutdown` completes; then stops accepting, lets the requests
-/// in flight finish (closing idle connections at once) for up to [`SHUTDOWN_GRACE`], and closes
-/// whatever is left.
+/// in flight finish (closing idle connections at once) for up to `limits.shutdown_grace`, cancels
+/// the rest, and returns once every connection has ended (so nothing a request started outlives
+/// the server, and `app`, with the database pool, is dropped here).
 pub async fn serve(
     listener: TcpListener,
     app: BoxEndpoint<'static>,
@@ -77,21 +119,31 @@ pub async fn serve(
 ) {
     let app = Arc::new(app);
     let slots = Slots::new(limits.max_per_ip, trusted_proxies);
-    // `true` once the server drains; dropped (which every connection sees) when it stops.
-    let (stop, stopping) = watch::channel(false);
-    // Every connection holds a sender; `recv` answers `None` once all of them are gone.
+    let (phase, phases) = watch::channel(Phase::Serving);
+    // Every connection and every request (an HTTP/2 stream runs in a task of its own) holds a
+    // sender; `recv` answers `None` once all of them are gone.
     let (running, mut all_closed) = mpsc::channel::<Infallible>(1);
+    let mut pacing = AcceptPacing::default();
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
+        let accepted = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    accept_failed(&err).await;
-                    continue;
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => {
+                pacing.succeeded();
+                accepted
+            }
+            Err(err) => {
+                if let Some(pause) = pacing.failed(&err) {
+                    tokio::select! {
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(pause) => {}
+                    }
                 }
-            },
+                continue;
+            }
         };
         let Some(slot) = slots.take(peer.ip()) else {
             tracing::debug!(%peer, "connection closed at once: too many from this address");
@@ -105,39 +157,117 @@ pub async fn serve(
             local,
             app: Arc::clone(&app),
             limits,
-            stopping: stopping.clone(),
+            phases: phases.clone(),
+            running: running.clone(),
             _slot: slot,
-            _running: running.clone(),
         }));
     }
     drop(listener);
-    let _ = stop.send(true);
+    phase.send_replace(Phase::Draining);
     drop(running);
-    if tokio::time::timeout(SHUTDOWN_GRACE, all_closed.recv())
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            grace_secs = SHUTDOWN_GRACE.as_secs(),
-            "requests still in flight after the grace period are cut off"
-        );
-    }
+    wind_down(&phase, &mut all_closed, limits.shutdown_grace).await;
     tracing::info!("server stopped");
 }
 
-/// A failed `accept`. One that concerns a single client is forgotten; anything else (most often
-/// running out of file descriptors) would fail again at once, so the loop pauses briefly rather
-/// than spin.
-async fn accept_failed(err: &io::Error) {
-    use io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
-    if matches!(
-        err.kind(),
-        ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
-    ) {
+/// Lets the requests in flight finish within `grace`, then cancels the rest and gives them
+/// [`ANSWER_WINDOW`] to clean up and answer, then closes every connection still open; returns when
+/// all have ended.
+async fn wind_down(
+    phase: &watch::Sender<Phase>,
+    all_closed: &mut mpsc::Receiver<Infallible>,
+    grace: Duration,
+) {
+    if tokio::time::timeout(grace, all_closed.recv()).await.is_ok() {
         return;
     }
-    tracing::warn!(error = %err, "accepting a connection failed");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    tracing::warn!(
+        grace_secs = grace.as_secs(),
+        "requests still in flight at the end of the shutdown grace are cancelled"
+    );
+    phase.send_replace(Phase::Cancelling);
+    if tokio::time::timeout(ANSWER_WINDOW, all_closed.recv())
+        .await
+        .is_ok()
+    {
+        return;
+    }
+    phase.send_replace(Phase::Closing);
+    all_closed.recv().await;
+}
+
+/// The first pause after a failed `accept`.
+const FIRST_ACCEPT_PAUSE: Duration = Duration::from_millis(10);
+/// The longest pause: the server accepts again within this of descriptors freeing up.
+const MAX_ACCEPT_PAUSE: Duration = Duration::from_secs(1);
+/// At most one warning about failing `accept`s per this long.
+const ACCEPT_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// How the accept loop meets a failing `accept`. One that concerns a single client (it hung up
+/// before it was accepted) is forgotten. Anything else — most often running out of file
+/// descriptors (EMFILE, ENFILE) — fails again at once while the connection waits in the backlog,
+/// so the loop pauses: [`FIRST_ACCEPT_PAUSE`], doubling with each failure in a row up to
+/// [`MAX_ACCEPT_PAUSE`]. It warns at most once per [`ACCEPT_WARNING_EVERY`], with the failures since
+/// its last warning and the limit on open files, and says so when accepting works again.
+#[derive(Debug)]
+struct AcceptPacing {
+    pause: Duration,
+    /// Failures not yet reported.
+    failures: u64,
+    last_warning: Option<Instant>,
+    /// A warning was written since accepting last worked.
+    warned: bool,
+}
+
+impl Default for AcceptPacing {
+    fn default() -> Self {
+        Self {
+            pause: FIRST_ACCEPT_PAUSE,
+            failures: 0,
+            last_warning: None,
+            warned: false,
+        }
+    }
+}
+
+impl AcceptPacing {
+    /// How long to pause after `err`, if at all.
+    fn failed(&mut self, err: &io::Error) -> Option<Duration> {
+        use io::ErrorKind::{ConnectionAborted, ConnectionReset, Interrupted, WouldBlock};
+        if matches!(
+            err.kind(),
+            ConnectionAborted | ConnectionReset | Interrupted | WouldBlock
+        ) {
+            return None;
+        }
+        self.failures += 1;
+        let now = Instant::now();
+        if self
+            .last_warning
+            .is_none_or(|at| now.duration_since(at) >= ACCEPT_WARNING_EVERY)
+        {
+            tracing::warn!(
+                error = %err,
+                failures = self.failures,
+                open_files_limit = open_files_limit(),
+                "accepting connections fails (out of file descriptors?); retrying with backoff"
+            );
+            self.failures = 0;
+            self.last_warning = Some(now);
+            self.warned = true;
+        }
+        let pause = self.pause;
+        self.pause = (self.pause * 2).min(MAX_ACCEPT_PAUSE);
+        Some(pause)
+    }
+
+    /// A connection was accepted.
+    fn succeeded(&mut self) {
+        self.pause = FIRST_ACCEPT_PAUSE;
+        if self.warned {
+            self.warned = false;
+            tracing::info!(failures = self.failures, "accepting connections again");
+        }
+    }
 }
 
 /// Raises this process's soft limit on open files to its hard limit, and returns the limit in
@@ -158,6 +288,21 @@ pub fn raise_open_files_limit() -> Option<u64> {
 #[cfg(not(unix))]
 #[must_use]
 pub fn raise_open_files_limit() -> Option<u64> {
+    None
+}
+
+/// The limit on open files in force (the soft limit), for the log.
+#[cfg(unix)]
+fn open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{Resource, getrlimit};
+    getrlimit(Resource::RLIMIT_NOFILE)
+        .ok()
+        .map(|(soft, _)| soft)
+}
+
+/// See the unix version.
+#[cfg(not(unix))]
+fn open_files_limit() -> Option<u64> {
     None
 }
 
@@ -238,9 +383,10 @@ struct Connection {
     local: SocketAddr,
     app: Arc<BoxEndpoint<'static>>,
     limits: ConnectionConfig,
-    stopping: watch::Receiver<bool>,
+    phases: watch::Receiver<Phase>,
+    /// Held while the connection lives (and cloned into each of its requests).
+    running: mpsc::Sender<Infallible>,
     _slot: Slot,
-    _running: mpsc::Sender<Infallible>,
 }
 
 async fn serve_connection(connection: Connection) {
@@ -250,20 +396,28 @@ async fn serve_connection(connection: Connection) {
         local,
         app,
         limits,
-        mut stopping,
+        mut phases,
+        running,
         _slot,
-        _running,
     } = connection;
     let activity = Arc::new(Activity::new());
     let service = service_fn({
         let activity = Arc::clone(&activity);
+        let phases = phases.clone();
+        let running = running.clone();
         move |request| {
+            let now = Instant::now();
             respond(
                 request,
                 Arc::clone(&app),
                 (local, peer),
-                InFlight::start(Arc::clone(&activity)),
-                Instant::now() + limits.body_timeout,
+                Watch {
+                    in_flight: InFlight::start(Arc::clone(&activity)),
+                    body_deadline: now + limits.body_timeout,
+                    deadline: now + limits.request_timeout,
+                    phases: phases.clone(),
+                    running: running.clone(),
+                },
             )
         }
     });
@@ -279,6 +433,7 @@ async fn serve_connection(connection: Connection) {
         .max_header_list_size(16 * 1024);
     let served = builder.serve_connection(io, service);
     tokio::pin!(served);
+    let mut draining = false;
     loop {
         tokio::select! {
             result = served.as_mut() => {
@@ -295,50 +450,122 @@ async fn serve_connection(connection: Connection) {
                 tracing::debug!(%peer, why, "connection closed");
                 return;
             }
-            changed = stopping.changed() => {
-                if changed.is_err() {
-                    // The server has stopped; whatever is left is cut off.
+            changed = phases.changed() => {
+                if changed.is_err() || *phases.borrow_and_update() == Phase::Closing {
+                    // The server is stopping; whatever is left is cut off.
                     return;
+                }
+                if draining {
+                    // Cancelling: each request in flight answers 503 itself.
+                    continue;
                 }
                 if activity.between_requests() {
                     // Idle, or headers still on their way: nothing to finish.
                     return;
                 }
                 // Finish the requests in flight, then close.
+                draining = true;
                 served.as_mut().graceful_shutdown();
             }
         }
     }
 }
 
-/// Hands one request to the poem endpoint, as poem's own server does, with a deadline on its body;
-/// the answer's body carries `in_flight` until hyper has written it.
+/// What watches over one request while it is served.
+struct Watch {
+    in_flight: InFlight,
+    /// The body must have arrived by then (`HTTP_BODY_TIMEOUT_SECS` after the headers).
+    body_deadline: Instant,
+    /// The answer must have begun by then (`REQUEST_TIMEOUT_SECS` after the headers).
+    deadline: Instant,
+    phases: watch::Receiver<Phase>,
+    running: mpsc::Sender<Infallible>,
+}
+
+/// Hands one request to the poem endpoint, as poem's own server does, with a deadline on its body
+/// and one on the whole request; cancels it when that passes or when the shutdown grace ends, and
+/// answers 503 in its place. The answer's body carries `in_flight` until hyper has written it.
 async fn respond(
     request: hyper::Request<Incoming>,
     app: Arc<BoxEndpoint<'static>>,
     (local, peer): (SocketAddr, SocketAddr),
-    mut in_flight: InFlight,
-    body_deadline: Instant,
+    watch: Watch,
 ) -> Result<hyper::Response<Answer>, Infallible> {
+    let Watch {
+        mut in_flight,
+        body_deadline,
+        deadline,
+        phases,
+        running,
+    } = watch;
     let mut request = poem::Request::from((
         request,
         LocalAddr(local.into()),
         RemoteAddr(peer.into()),
         Scheme::HTTP,
     ));
+    // Chosen here, not by the middleware, so that a cancelled request is answered and logged with it.
+    let id = RequestId::for_headers(request.headers());
+    let cancellation = Cancellation::default();
+    request.extensions_mut().insert(id.clone());
+    request.extensions_mut().insert(cancellation.clone());
+    let late_body = Arc::new(AtomicBool::new(false));
     let body = PoemBody::from(request.take_body());
     request.set_body(poem::Body::from(PoemBody::new(BodyDeadline {
         body,
         deadline: body_deadline,
         timer: None,
+        late: Arc::clone(&late_body),
     })));
-    let response = app.get_response(request).await;
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let mut answer = Box::pin(app.get_response(request));
+    let outcome = tokio::select! {
+        biased;
+        response = answer.as_mut() => Ok(response),
+        () = overrun(deadline, body_deadline, &late_body) => Err(ApiError::RanTooLong),
+        () = grace_over(phases) => Err(ApiError::ShuttingDown),
+    };
+    let response = match outcome {
+        Ok(response) => response,
+        Err(why) => {
+            cancellation.cancel();
+            drop(answer);
+            // `false` when cancelling its statement did not finish in time: then the log says so.
+            let cleaned_up = cancellation.clean_up(CLEAN_UP_LIMIT).await;
+            let mut response = id.in_scope(|| why.as_response());
+            id.stamp(&mut response);
+            add_response_headers(uri.path(), &mut response);
+            let uri = loggable_uri(&uri);
+            if matches!(why, ApiError::ShuttingDown) {
+                tracing::warn!(request_id = %id, %method, %uri, cleaned_up, "request cancelled at shutdown");
+            } else {
+                tracing::warn!(request_id = %id, %method, %uri, cleaned_up, "request cancelled: it ran past REQUEST_TIMEOUT_SECS");
+            }
+            response
+        }
+    };
     in_flight.answering();
     let response: hyper::Response<PoemBody> = response.into();
     Ok(response.map(|body| Answer {
         body,
         _in_flight: in_flight,
+        _running: running,
     }))
+}
+
+/// Completes when the request has run past `deadline` — unless its body is late then: that delay
+/// is the client's, answered 408 by the body's own deadline; only if that answer does not come
+/// either is the request cut.
+async fn overrun(deadline: Instant, body_deadline: Instant, late_body: &AtomicBool) {
+    tokio::time::sleep_until(deadline).await;
+    if late_body.load(Ordering::Acquire) {
+        tokio::time::sleep_until(body_deadline.max(deadline) + BODY_VERDICT_GRACE).await;
+    }
+}
+
+/// Completes when the shutdown grace is over (or the server is gone).
+async fn grace_over(mut phases: watch::Receiver<Phase>) {
+    let _ = phases.wait_for(|phase| *phase >= Phase::Cancelling).await;
 }
 
 /// What a connection is doing, as far as its deadlines are concerned.
@@ -484,10 +711,12 @@ impl Drop for InFlight {
     }
 }
 
-/// An answer's body, holding its request's [`InFlight`] until hyper has written it.
+/// An answer's body, holding its request's [`InFlight`] (and its place among the running) until
+/// hyper has written it.
 struct Answer {
     body: PoemBody,
     _in_flight: InFlight,
+    _running: mpsc::Sender<Infallible>,
 }
 
 impl HttpBody for Answer {
@@ -518,6 +747,9 @@ pub struct BodyDeadline {
     deadline: Instant,
     /// Made the first time the body has to wait.
     timer: Option<Pin<Box<Sleep>>>,
+    /// Set while the body is awaited and once it missed its deadline: the request is held up by
+    /// its client.
+    late: Arc<AtomicBool>,
 }
 
 impl HttpBody for BodyDeadline {
@@ -530,8 +762,10 @@ impl HttpBody for BodyDeadline {
     ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
+            this.late.store(false, Ordering::Release);
             return Poll::Ready(frame);
         }
+        this.late.store(true, Ordering::Release);
         let deadline = this.deadline;
         let timer = this
             .timer
@@ -613,5 +847,26 @@ impl AsyncWrite for Watched {
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn failing_accepts_back_off_doubling_to_a_second_and_a_success_starts_over() {
+        let mut pacing = AcceptPacing::default();
+        let out_of_files = io::Error::from_raw_os_error(24); // EMFILE
+        let pauses: Vec<_> = (0..10)
+            .filter_map(|_| pacing.failed(&out_of_files))
+            .collect();
+        let millis: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(millis, [10, 20, 40, 80, 160, 320, 640, 1000, 1000, 1000]);
+        pacing.succeeded();
+        assert_eq!(pacing.failed(&out_of_files), Some(FIRST_ACCEPT_PAUSE));
+        // A client that hung up before it was accepted is no reason to pause.
+        let aborted = io::Error::from(io::ErrorKind::ConnectionAborted);
+        assert_eq!(pacing.failed(&aborted), None);
     }
 }

@@ -115,8 +115,10 @@ impl Application {
         self.addr
     }
 
-    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish (up to 10 s), under
-    /// the connection deadlines and the per-address cap ([`server`]).
+    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish for up to
+    /// `SHUTDOWN_GRACE_SECS` and cancels the rest (each answered 503 and logged), under the
+    /// connection deadlines and the per-address cap ([`server`]). Returns once every connection has
+    /// ended and the database pool is closed: nothing a request started is committed later.
     ///
     /// # Errors
     /// None today: a failed `accept` is logged and retried; the signature leaves room for more.

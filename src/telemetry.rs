@@ -102,6 +102,23 @@ impl RequestId {
     pub fn current() -> Option<Self> {
         CURRENT_REQUEST.try_with(|context| context.id.clone()).ok()
     }
+
+    /// Runs `f` as part of this request ([`RequestId::current`] answers this id): for an answer
+    /// made outside [`RequestIdentity`], as when the connection layer cancels a request.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let context = Arc::new(RequestContext {
+            id: self.clone(),
+            user: OnceLock::new(),
+        });
+        CURRENT_REQUEST.sync_scope(context, f)
+    }
+
+    /// Returns the id on `response` as `X-Request-Id`.
+    pub fn stamp(&self, response: &mut Response) {
+        if let Ok(value) = HeaderValue::from_str(self.as_str()) {
+            response.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+    }
 }
 
 impl Default for RequestId {
@@ -170,9 +187,8 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
                 id
             }
         };
-        let header = HeaderValue::from_str(id.as_str()).ok();
         let context = Arc::new(RequestContext {
-            id,
+            id: id.clone(),
             user: OnceLock::new(),
         });
         let result = CURRENT_REQUEST
@@ -182,9 +198,7 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
             Ok(response) => response.into_response(),
             Err(err) => err.into_response(),
         };
-        if let Some(header) = header {
-            response.headers_mut().insert(REQUEST_ID_HEADER, header);
-        }
+        id.stamp(&mut response);
         Ok(response)
     }
 }

@@ -6,13 +6,20 @@
 //! Requests that did not authenticate, or whose authentication gave its connection back (a body was
 //! still to be read, and a slow upload must not hold one), check out a fresh connection when the
 //! handler first asks.
+//!
+//! A `Db` dropped because the connection layer cancelled its request (the request ran too long, or
+//! the server is shutting down) may be dropped in the middle of a statement, which PostgreSQL would
+//! run to its end — and commit. So it cancels that statement and discards the connection
+//! ([`crate::cancel`]): a cancelled request changes nothing.
 
 use std::sync::{Arc, Mutex};
 
+use diesel_async::pooled_connection::deadpool::Object;
 use poem::{Endpoint, EndpointExt, FromRequest, Request, RequestBody};
 
 use super::SharedState;
 use crate::{
+    cancel::Cancellation,
     db::{DbConn, DbPool},
     error::ApiError,
 };
@@ -54,6 +61,28 @@ pub struct Db {
     slot: ConnectionSlot,
     pool: DbPool,
     conn: Option<DbConn>,
+    /// The request's, when the connection layer can cancel it.
+    cancellation: Option<Cancellation>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        let Some(cancellation) = self.cancellation.as_ref().filter(|c| c.is_cancelled()) else {
+            return;
+        };
+        let Some(conn) = self.conn.take() else { return };
+        // The connection may be in the middle of a statement: cancel it (a no-op if none runs) and
+        // close the connection rather than give it back, so no later statement can be the one
+        // cancelled, and an open transaction is rolled back when the socket closes.
+        let token = conn.cancel_token();
+        let conn = Object::take(conn);
+        cancellation.leave(async move {
+            if let Err(err) = token.cancel_query(tokio_postgres::NoTls).await {
+                tracing::warn!(error = %err, "cancelling the statement of a cancelled request failed");
+            }
+            drop(conn);
+        });
+    }
 }
 
 impl Db {
@@ -92,6 +121,7 @@ impl<'a> FromRequest<'a> for Db {
                 .unwrap_or_default(),
             pool: state.pool.clone(),
             conn: None,
+            cancellation: req.extensions().get::<Cancellation>().cloned(),
         })
     }
 }

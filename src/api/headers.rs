@@ -26,12 +26,19 @@ pub async fn response_headers<E: Endpoint>(
     endpoint: Arc<E>,
     req: Request,
 ) -> poem::Result<Response> {
-    let path = req.uri().path();
-    let no_store = NO_STORE_PATHS.contains(&path.strip_suffix('/').unwrap_or(path));
+    let path = req.uri().path().to_owned();
     let mut response = match endpoint.call(req).await {
         Ok(response) => response.into_response(),
         Err(err) => render_any_error(err).await,
     };
+    add_response_headers(&path, &mut response);
+    Ok(response)
+}
+
+/// Gives `response`, the answer to a request for `path`, the headers every response gets. Also
+/// for answers made outside the application (a request the connection layer cancelled).
+pub fn add_response_headers(path: &str, response: &mut Response) {
+    let no_store = NO_STORE_PATHS.contains(&path.strip_suffix('/').unwrap_or(path));
     let headers = response.headers_mut();
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
@@ -40,5 +47,4 @@ pub async fn response_headers<E: Endpoint>(
     if no_store {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static(NO_STORE));
     }
-    Ok(response)
 }

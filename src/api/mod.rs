@@ -23,7 +23,7 @@ pub use self::{
     body::{JsonBody, MAX_BODY_BYTES},
     conn::{ConnectionSlot, Db, with_connection_slot},
     errors::Errors,
-    headers::{NO_STORE, NO_STORE_PATHS, response_headers},
+    headers::{NO_STORE, NO_STORE_PATHS, add_response_headers, response_headers},
     json::Json,
     news::NewsApi,
     security::{ClaimedSession, CurrentUser, client_ip},

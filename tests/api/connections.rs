@@ -319,6 +319,25 @@ async fn a_trickled_body_gets_408_and_the_connection_closes_at_the_body_deadline
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_late_body_gets_its_408_even_past_the_request_deadline() {
+    // A request deadline (1 s) before the body's (2 s): the body is late, the client's delay, so
+    // the answer is the body's 408, not the 503 of a request the server took too long over.
+    let app = spawn_app_with(&[
+        ("REQUEST_TIMEOUT_SECS", "1"),
+        ("HTTP_BODY_TIMEOUT_SECS", "2"),
+    ])
+    .await;
+    let body = json!({"email": "slow@example.com", "password": PASSWORD}).to_string();
+    let mut raw = Raw::from(server_addr(&app), 2).await;
+    raw.send(&post_head("/signup", body.len())).await;
+    let started = Instant::now();
+    raw.trickle(body.into_bytes(), Duration::from_millis(200));
+    let answer = raw.answer().await;
+    assert_eq!(answer.status, 408, "{answer:?}");
+    not_before(started.elapsed(), Duration::from_secs(2), "the 408");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let app = spawn_app_with(&[("HTTP_IDLE_TIMEOUT_SECS", "1")]).await;
     let server = server_addr(&app);

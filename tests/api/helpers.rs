@@ -630,12 +630,13 @@ pub async fn signin_with(
 // ---------------------------------------------------------------------------------------------
 // The log
 
-/// The real binary, serving a fresh database, its standard error collected line by line: for the
-/// tests that read the log, which the in-process servers of [`spawn_app`] do not write (they share
-/// the test binary's global subscriber, and there is none).
+/// The real binary, serving a fresh database, its standard error collected line by line as it was
+/// written (colour codes included, if any): for what only a process shows — its log (the
+/// in-process servers of [`spawn_app`] share the test binary's global subscriber, and there is
+/// none), signals, its exit, limits set on it.
 pub struct LoggedServer {
     pub app: TestApp,
-    child: Child,
+    child: Mutex<Child>,
     lines: Arc<Mutex<Vec<String>>>,
 }
 
@@ -647,8 +648,26 @@ const LOG_WAIT: Duration = Duration::from_secs(30);
 impl LoggedServer {
     /// Starts the binary logging in `format` (`json` or `text`), with `env` added.
     pub async fn start(format: &str, env: &[(&str, &str)]) -> Self {
+        Self::start_with(format, env, None).await
+    }
+
+    /// [`LoggedServer::start`], and with `open_files`, that limit on its open files (soft and
+    /// hard, set by the shell that execs it, so the server cannot raise it).
+    pub async fn start_with(format: &str, env: &[(&str, &str)], open_files: Option<u32>) -> Self {
         let db = TestDatabase::create().await;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_newsapi"))
+        let binary = env!("CARGO_BIN_EXE_newsapi");
+        let mut command = match open_files {
+            Some(limit) => {
+                let mut command = Command::new("bash");
+                command
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\""))
+                    .arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
             .env_clear()
             .env("DATABASE_URL", &db.url)
             .env("JWT_SECRET", TEST_SECRET)
@@ -683,7 +702,7 @@ impl LoggedServer {
                 client: reqwest::Client::new(),
                 db,
             },
-            child,
+            child: Mutex::new(child),
             lines,
         };
         let serving = server.wait_for_line(|line| line.contains("serving")).await;
@@ -698,6 +717,11 @@ impl LoggedServer {
         self.lines.lock().unwrap().clone()
     }
 
+    /// The log so far, as one text.
+    pub fn log(&self) -> String {
+        self.lines().join("\n")
+    }
+
     /// The first line `matches`, waiting for it up to [`LOG_WAIT`].
     pub async fn wait_for_line(&self, matches: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + LOG_WAIT;
@@ -708,8 +732,36 @@ impl LoggedServer {
             assert!(
                 Instant::now() < deadline,
                 "no such log line within {LOG_WAIT:?}; the log:\n{}",
-                self.lines().join("\n")
+                self.log()
             );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap().id()
+    }
+
+    /// Sends the server `SIGTERM`, as an orchestrator stopping it does.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM {}", self.pid());
+    }
+
+    /// Waits at most `within` for the process to exit; its status, or `None` if it still runs.
+    pub async fn exited(&self, within: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.lock().unwrap().try_wait().unwrap() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -717,8 +769,9 @@ impl LoggedServer {
 
 impl Drop for LoggedServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        let child = self.child.get_mut().unwrap();
+        let _ = child.kill();
+        let _ = child.wait();
     }
 }
 

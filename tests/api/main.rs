@@ -12,6 +12,7 @@ mod errors;
 mod hashing;
 mod helpers;
 mod hygiene;
+mod lifecycle;
 mod news;
 mod observability;
 mod service;
