@@ -87,9 +87,10 @@ async fn template() -> &'static str {
                     .execute(&mut admin)
                     .await
                     .unwrap();
-                newsapi::db::migrate(&database_url(&building))
+                let conn = AsyncPgConnection::establish(&database_url(&building))
                     .await
                     .unwrap();
+                newsapi::db::migrate(conn).await.unwrap();
                 diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
                     .execute(&mut admin)
                     .await
