@@ -165,10 +165,20 @@ pub async fn wait_for_database(
     let deadline = Instant::now() + startup_wait;
     let mut backoff = FIRST_BACKOFF;
     for attempt in 1u32.. {
+        // An attempt ends by the deadline too (the first one, when there is no wait, has its own).
+        let left = deadline.saturating_duration_since(Instant::now());
+        let attempt_options = ConnectOptions {
+            timeout: if left.is_zero() {
+                options.timeout
+            } else {
+                options.timeout.min(left)
+            },
+            ..options
+        };
         let Refused {
             error: err,
             permanent,
-        } = match open(url, options).await {
+        } = match open(url, attempt_options).await {
             Ok(conn) => {
                 if attempt > 1 {
                     tracing::info!(attempt, "database reachable");

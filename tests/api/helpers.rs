@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 /// The maintenance database of the server the tests may create databases on.
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
@@ -188,8 +188,18 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the server with extra configuration values.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let db = TestDatabase::create().await;
+    let url = db.url.clone();
+    spawn_app_via(db, &url, overrides).await
+}
+
+/// Starts the server over `db`, reaching it at `database_url` (through a proxy, say).
+pub async fn spawn_app_via(
+    db: TestDatabase,
+    database_url: &str,
+    overrides: &[(&str, &str)],
+) -> TestApp {
     let mut vars: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), db.url.clone()),
+        ("DATABASE_URL".into(), database_url.to_string()),
         ("JWT_SECRET".into(), TEST_SECRET.into()),
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("BCRYPT_COST".into(), "4".into()),
