@@ -48,7 +48,8 @@ impl ServiceApi {
 
     /// Readiness probe
     ///
-    /// 200 when the database answers, 503 when it does not.
+    /// 200 when the database can be reached, 503 when it cannot; answered within a second,
+    /// whatever the database does. A busy database (every pooled connection in use) is ready.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(
         &self,
