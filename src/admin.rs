@@ -1,7 +1,7 @@
 //! Administrative commands: `newsapi create-admin --email E` (password on standard input, never on
 //! the command line, where other users of the machine could read it) and `newsapi promote E`.
 
-use diesel_async::{AsyncConnection, AsyncPgConnection};
+use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
 
 use crate::{
@@ -35,10 +35,13 @@ pub enum AdminError {
 }
 
 async fn connect(config: &Config) -> Result<AsyncPgConnection, AdminError> {
-    db::migrate(config.database_url()).await?;
-    AsyncPgConnection::establish(config.database_url())
-        .await
-        .map_err(|e| db::DbSetupError::connect(config.database_url(), &e).into())
+    db::prepare(config.database_url(), &config.database).await?;
+    db::connect::connect(
+        config.database_url(),
+        db::connect::ConnectOptions::unlimited(&config.database),
+    )
+    .await
+    .map_err(|e| db::DbSetupError::connect(config.database_url(), &e).into())
 }
 
 /// Creates an account with the role `admin`, under the same rules as a signup.

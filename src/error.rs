@@ -2,7 +2,7 @@
 //! and the catch-all that re-renders every error poem itself produces (bad parameter, missing
 //! content type, unknown route, wrong method, panic) in the same shape, keeping its status.
 
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use diesel_async::pooled_connection::deadpool::PoolError;
 use poem::{
     Response,
@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::{
     auth::{SigninError, SignupLimitError, password::HashError},
+    db::failure::{self, Unavailable},
     domain::Invalid,
     panics::Panicked,
     telemetry::RequestId,
@@ -123,9 +124,9 @@ pub enum ApiError {
     /// Well-formed JSON that breaks the schema.
     #[error("validation failed: {0:?}")]
     Validation(Vec<FieldError>),
-    /// The database did not answer in time.
-    #[error("service unavailable: {0}")]
-    Unavailable(String),
+    /// The database is busy or cannot be reached; the text is the cause, for the log only.
+    #[error("service unavailable ({0:?}): {1}")]
+    Unavailable(Unavailable, String),
     /// The password-hashing queue is full; try again after this many seconds.
     #[error("the hashing queue is full; retry after {0} s")]
     HashQueueFull(u64),
@@ -213,9 +214,21 @@ impl ApiError {
                 }),
                 Some(errors.iter().take(MAX_LISTED_ERRORS).cloned().collect()),
             ),
-            Self::Unavailable(_) => (
+            Self::Unavailable(Unavailable::Busy, _) => (
                 "about:blank",
-                Some("the database is not answering; try again shortly".to_string()),
+                Some(
+                    "the database is busy (every connection in use, or a lock or statement \
+                     timeout); nothing was changed; try again in a second"
+                        .to_string(),
+                ),
+                None,
+            ),
+            Self::Unavailable(Unavailable::Unreachable, _) => (
+                "about:blank",
+                Some(
+                    "the database cannot be reached; try again in a few seconds"
+                        .to_string(),
+                ),
                 None,
             ),
             Self::HashQueueFull(secs) => (
@@ -270,7 +283,7 @@ impl ResponseError for ApiError {
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::HashQueueFull(_) | Self::RanTooLong | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -290,7 +303,9 @@ impl ResponseError for ApiError {
                 ),
                 None => tracing::error!(error = %chain(err.as_ref()), "internal error"),
             },
-            Self::Unavailable(why) => tracing::warn!(error = %why, "database unavailable"),
+            Self::Unavailable(kind, why) => {
+                tracing::warn!(kind = ?kind, error = %why, "database unavailable");
+            }
             _ => {}
         }
         let mut response = problem_response(&self.problem());
@@ -310,7 +325,10 @@ impl ResponseError for ApiError {
         // Every 503 says when to come back, as every 429 does.
         let retry_after = match self {
             Self::HashQueueFull(secs) => Some(*secs),
-            Self::Unavailable(_) | Self::RanTooLong => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            Self::Unavailable(Unavailable::Busy, _) => Some(BUSY_RETRY_AFTER_SECS),
+            Self::Unavailable(Unavailable::Unreachable, _) | Self::RanTooLong => {
+                Some(UNREACHABLE_RETRY_AFTER_SECS)
+            }
             Self::ShuttingDown => Some(SHUTTING_DOWN_RETRY_AFTER_SECS),
             _ => None,
         };
@@ -334,11 +352,14 @@ impl ResponseError for ApiError {
     }
 }
 
-/// `Retry-After` on a 503 from the database: a request has just waited the pool's timeout (5 s by
-/// default) in vain, so the database is down or saturated, neither of which clears in a second;
-/// sooner retries would only add to the load. The same after a request ran past
-/// `REQUEST_TIMEOUT_SECS`: what held it up (a lock, a slow database) does not clear at once either.
-const UNAVAILABLE_RETRY_AFTER_SECS: u64 = 5;
+/// `Retry-After` on a 503 for a busy database: a lock or a full pool clears as soon as the
+/// requests ahead finish.
+const BUSY_RETRY_AFTER_SECS: u64 = 1;
+
+/// `Retry-After` on a 503 for an unreachable database: an outage, a restart or a failover takes
+/// seconds, and sooner retries would only add to the load when it returns. The same after a request
+/// ran past `REQUEST_TIMEOUT_SECS`: what held it up does not clear at once either.
+const UNREACHABLE_RETRY_AFTER_SECS: u64 = 5;
 
 /// `Retry-After` on a 503 at shutdown: another replica (or this one, restarted) can take the
 /// request at once.
@@ -375,20 +396,18 @@ fn chain(err: &(dyn std::error::Error + 'static)) -> String {
 
 impl From<DieselError> for ApiError {
     fn from(err: DieselError) -> Self {
-        match &err {
-            DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => {
-                Self::Unavailable(err.to_string())
-            }
-            _ => Self::internal(err),
+        match failure::of_query(&err) {
+            Some(kind) => Self::Unavailable(kind, err.to_string()),
+            None => Self::internal(err),
         }
     }
 }
 
 impl From<PoolError> for ApiError {
     fn from(err: PoolError) -> Self {
-        match err {
-            PoolError::Timeout(_) | PoolError::Backend(_) => Self::Unavailable(err.to_string()),
-            _ => Self::internal(err),
+        match failure::of_pool(&err) {
+            Some(kind) => Self::Unavailable(kind, err.to_string()),
+            None => Self::internal(err),
         }
     }
 }

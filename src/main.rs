@@ -50,7 +50,7 @@ async fn main() -> ExitCode {
     telemetry::init(config.observability.log_format);
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&config).await,
-        Command::Migrate => db::migrate(config.database_url())
+        Command::Migrate => db::prepare(config.database_url(), &config.database)
             .await
             .map(|()| eprintln!("newsapi: migrations applied"))
             .map_err(|e| e.to_string()),

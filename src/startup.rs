@@ -72,17 +72,13 @@ pub struct Application {
 }
 
 impl Application {
-    /// Migrates the database, builds the routes and binds the listener.
+    /// Waits for the database and migrates it, builds the routes and binds the listener.
     ///
     /// # Errors
     /// The database cannot be reached or migrated, or the address cannot be bound.
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
-        db::migrate(config.database_url()).await?;
-        let pool = db::pool(
-            config.database_url(),
-            config.database.pool_size,
-            config.database.pool_timeout,
-        )?;
+        db::prepare(config.database_url(), &config.database).await?;
+        let pool = db::pool(config.database_url(), &config.database)?;
         let state = Arc::new(AppState {
             pool,
             jwt: JwtKeys::new(&config.jwt),

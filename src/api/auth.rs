@@ -245,7 +245,8 @@ impl AuthApi {
             .hash(password, client)
             .await
             .map_err(ApiError::from)?;
-        let user = users::insert_user(db.conn().await?, &email, name.as_ref(), Role::User, &hash)
+        let user = db
+            .run(async |c| users::insert_user(c, &email, name.as_ref(), Role::User, &hash).await)
             .await?
             .ok_or(ApiError::Conflict(
                 "an account with this email already exists",
@@ -321,7 +322,10 @@ impl AuthApi {
         let old_hash = body.0.hash()?;
         let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
         let wanted_expiry = Utc::now() + state.sessions.refresh_token_ttl;
-        match sessions::rotate(db.conn().await?, &old_hash, &refresh.hash, wanted_expiry).await? {
+        match db
+            .run(async |c| sessions::rotate(c, &old_hash, &refresh.hash, wanted_expiry).await)
+            .await?
+        {
             Rotation::Rotated {
                 user_id,
                 family_id,
@@ -362,7 +366,8 @@ impl AuthApi {
         body: JsonBody<RefreshTokenRequest>,
     ) -> Result<SignoutResponse, Errors<SignoutErrors>> {
         let hash = body.0.hash()?;
-        sessions::end_sessions(db.conn().await?, user.id, user.session, &hash).await?;
+        db.run(async |c| sessions::end_sessions(c, user.id, user.session, &hash).await)
+            .await?;
         Ok(SignoutResponse::Done)
     }
 
@@ -373,7 +378,8 @@ impl AuthApi {
         user: CurrentUser,
         mut db: Db,
     ) -> Result<SignoutAllResponse, Errors<SignoutAllErrors>> {
-        sessions::end_all_sessions(db.conn().await?, user.id).await?;
+        db.run(async |c| sessions::end_all_sessions(c, user.id).await)
+            .await?;
         Ok(SignoutAllResponse::Done)
     }
 
@@ -385,12 +391,12 @@ impl AuthApi {
         mut db: Db,
     ) -> Result<WhoamiResponse, Errors<WhoamiErrors>> {
         // The session check just found the user; only a deletion in between makes this `None`.
-        let row =
-            users::find_user(db.conn().await?, user.id)
-                .await?
-                .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
-                    "the token's session has ended or its user no longer exists",
-                )))?;
+        let row = db
+            .run(async |c| users::find_user(c, user.id).await)
+            .await?
+            .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
+                "the token's session has ended or its user no longer exists",
+            )))?;
         Ok(WhoamiResponse::Ok(Json(row.into()), NO_STORE.to_string()))
     }
 }

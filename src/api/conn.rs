@@ -18,9 +18,12 @@ use diesel_async::pooled_connection::deadpool::Object;
 use poem::{Endpoint, EndpointExt, FromRequest, Request, RequestBody};
 
 use super::SharedState;
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+
 use crate::{
     cancel::Cancellation,
-    db::{DbConn, DbPool},
+    db::{Call, DbConn, DbPool},
     error::ApiError,
 };
 
@@ -86,18 +89,27 @@ impl Drop for Db {
 }
 
 impl Db {
-    /// The connection.
+    /// Runs `call` on the request's connection (checked out on first use) under the client-side deadline of every
+    /// database call ([`DbPool::run`]): a database that stops answering ends the request with a
+    /// 503, and the connection is never lent again.
     ///
     /// # Errors
-    /// No connection became free in time, or none could be opened (503).
-    pub async fn conn(&mut self) -> Result<&mut DbConn, ApiError> {
+    /// No connection (503), the call's own failure, or no answer in time (503).
+    pub async fn run<T, F>(&mut self, call: F) -> Result<T, ApiError>
+    where
+        for<'c> F: AsyncFnOnce(&'c mut AsyncPgConnection) -> QueryResult<T>
+            + Call<&'c mut AsyncPgConnection, QueryResult<T>, Fut: Send>
+            + Send,
+        T: Send,
+    {
         if self.conn.is_none() {
             self.conn = Some(match self.slot.take() {
                 Some(conn) => conn,
                 None => self.pool.get().await?,
             });
         }
-        Ok(self.conn.as_mut().expect("set just above"))
+        let conn = self.conn.as_mut().expect("set just above");
+        Ok(self.pool.run(conn, call).await?)
     }
 
     /// The pool itself, for work that must hold no connection across a slow step (sign-in holds

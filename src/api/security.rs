@@ -149,7 +149,9 @@ impl<'a> ApiExtractor<'a> for CurrentUser {
         // One query: the user still exists and the session is neither revoked nor expired. The
         // role comes from the same row.
         let mut conn = state.pool.get().await.map_err(ApiError::from)?;
-        let user = find_session_user(&mut conn, session)
+        let user = state
+            .pool
+            .run(&mut conn, async |c| find_session_user(c, session).await)
             .await
             .map_err(ApiError::from)?
             .ok_or_else(session_ended)?;

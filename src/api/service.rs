@@ -4,7 +4,7 @@ use poem::web::Data;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::{ApiTags, Errors, Json, SharedState, errors::error_statuses};
-use crate::{db, error::ApiError};
+use crate::{db::failure::Unavailable, error::ApiError};
 
 /// A probe's answer.
 #[derive(Debug, Object)]
@@ -48,18 +48,22 @@ impl ServiceApi {
 
     /// Readiness probe
     ///
-    /// 200 when the database answers, 503 when it does not.
+    /// 200 when the database can be reached, 503 when it cannot; answered within a second,
+    /// whatever the database does. A busy database (every pooled connection in use) is ready.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(
         &self,
         state: Data<&SharedState>,
     ) -> Result<ReadyResponse, Errors<ReadyErrors>> {
-        if db::ping(&state.pool).await {
-            Ok(ReadyResponse::Ok(Json(Health {
+        match state.pool.readiness().await {
+            Ok(()) => Ok(ReadyResponse::Ok(Json(Health {
                 status: "ready".into(),
-            })))
-        } else {
-            Err(ApiError::Unavailable("readiness probe: the database did not answer".into()).into())
+            }))),
+            Err(why) => Err(ApiError::Unavailable(
+                Unavailable::Unreachable,
+                format!("readiness probe: {why}"),
+            )
+            .into()),
         }
     }
 }

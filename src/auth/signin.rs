@@ -128,15 +128,26 @@ impl Signin<'_> {
         let (reservation, found) = {
             let mut conn = self.pool.get().await?;
             let budgets = budgets(self.limits, account.as_deref(), client);
-            let reservation =
-                match throttle::reserve(&mut conn, &budgets, self.limits.window).await? {
-                    Reserved::Granted(reservation) => reservation,
-                    Reserved::Refused { retry_after } => {
-                        return Err(SigninError::Throttled(retry_after));
-                    }
-                };
+            let reservation = match self
+                .pool
+                .run(&mut conn, async |c| {
+                    throttle::reserve(c, &budgets, self.limits.window).await
+                })
+                .await?
+            {
+                Reserved::Granted(reservation) => reservation,
+                Reserved::Refused { retry_after } => {
+                    return Err(SigninError::Throttled(retry_after));
+                }
+            };
             let found = match &account {
-                Some(account) => users::find_with_password_hash(&mut conn, account).await?,
+                Some(account) => {
+                    self.pool
+                        .run(&mut conn, async |c| {
+                            users::find_with_password_hash(c, account).await
+                        })
+                        .await?
+                }
                 None => None,
             };
             (reservation, found)
@@ -147,8 +158,9 @@ impl Signin<'_> {
             Err(err) => {
                 // Refused by the hashing queue (or failed): no password was checked, so no
                 // failure was either — else refusals would use up an account's budget for free.
-                reservation
-                    .give_back(&mut *self.pool.get().await?, &[])
+                let mut conn = self.pool.get().await?;
+                self.pool
+                    .run(&mut conn, async |c| reservation.give_back(c, &[]).await)
                     .await?;
                 return Err(err.into());
             }
@@ -162,18 +174,27 @@ impl Signin<'_> {
             .map(|account| ThrottleKey::AccountFromIp { account, client })
             .into_iter()
             .collect();
-        reservation.give_back(&mut conn, &owner_here).await?;
+        self.pool
+            .run(&mut conn, async |c| {
+                reservation.give_back(c, &owner_here).await
+            })
+            .await?;
         let refresh =
             NewRefreshToken::generate().map_err(|e| SigninError::Random(e.to_string()))?;
         let now = Utc::now();
-        let (session_id, refresh_expires_at) = crate::db::sessions::start_session(
-            &mut conn,
-            user.id,
-            now + self.sessions.max_lifetime,
-            &refresh.hash,
-            now + self.sessions.refresh_token_ttl,
-        )
-        .await?;
+        let (session_id, refresh_expires_at) = self
+            .pool
+            .run(&mut conn, async |c| {
+                crate::db::sessions::start_session(
+                    c,
+                    user.id,
+                    now + self.sessions.max_lifetime,
+                    &refresh.hash,
+                    now + self.sessions.refresh_token_ttl,
+                )
+                .await
+            })
+            .await?;
         Ok(StartedSession {
             user_id: user.id,
             session_id,

@@ -46,7 +46,12 @@ pub async fn reserve_signup(
         key: ThrottleKey::SignupFromIp(client),
         limit: limits.max_per_ip,
     };
-    match throttle::reserve(&mut conn, &[budget], limits.window).await? {
+    match pool
+        .run(&mut conn, async |c| {
+            throttle::reserve(c, &[budget], limits.window).await
+        })
+        .await?
+    {
         // Kept: a sign-up counts whether or not it succeeds.
         Reserved::Granted(_reservation) => Ok(()),
         Reserved::Refused { retry_after } => Err(SignupLimitError::Throttled(retry_after)),

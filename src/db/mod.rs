@@ -2,27 +2,21 @@
 //! queries per table. Queries return diesel's `QueryResult`; deciding what an outcome means for a
 //! request is the API's job.
 
+pub mod connect;
+pub mod failure;
 pub mod news;
+mod pool;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;
 pub mod users;
 
-use std::time::Duration;
-
-use diesel_async::{
-    AsyncConnection, AsyncMigrationHarness, AsyncPgConnection,
-    pooled_connection::{
-        AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
-        deadpool::{Object, Pool},
-    },
-};
+use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
-/// The pool every request borrows a connection from.
-pub type DbPool = Pool<AsyncPgConnection>;
-/// A connection borrowed from the pool.
-pub type DbConn = Object<AsyncPgConnection>;
+pub use pool::{Call, DbConn, DbPool, pool};
+
+use crate::config::DatabaseConfig;
 
 /// The migrations under `migrations/`, compiled into the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
@@ -61,39 +55,24 @@ impl DbSetupError {
     }
 }
 
-/// Builds the pool (connections open lazily) with a bounded wait for a free connection.
-///
-/// A connection goes back into use without the default test query (`SELECT 1` before every
-/// checkout; decision log D2 in BENCHMARKS.md). A connection whose
-/// socket has closed or whose transaction broke is still dropped at checkout (diesel-async's
-/// `is_broken` looks at both); one that dies while idle fails its next query, which answers 503.
+/// Waits for the database (up to `DATABASE_STARTUP_WAIT_SECS`, see
+/// [`connect::wait_for_database`]), then applies every pending migration.
 ///
 /// # Errors
-/// The pool settings are unusable.
-pub fn pool(url: &str, max_size: usize, wait_timeout: Duration) -> Result<DbPool, DbSetupError> {
-    let mut config = ManagerConfig::default();
-    config.recycling_method = RecyclingMethod::Fast;
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
-    Pool::builder(manager)
-        .max_size(max_size)
-        .wait_timeout(Some(wait_timeout))
-        .create_timeout(Some(wait_timeout))
-        .recycle_timeout(Some(wait_timeout))
-        .runtime(deadpool::Runtime::Tokio1)
-        .build()
-        .map_err(|e| DbSetupError::Pool(e.to_string()))
+/// The database could not be reached in time or refused us, or a migration fails.
+pub async fn prepare(url: &str, config: &DatabaseConfig) -> Result<(), DbSetupError> {
+    let options = connect::ConnectOptions::unlimited(config);
+    migrate(connect::wait_for_database(url, options, config.startup_wait).await?).await
 }
 
-/// Applies every pending migration, on a connection of its own; then gives accounts made before
+/// Applies every pending migration on `conn` (a connection without a statement limit, see
+/// [`connect::ConnectOptions::unlimited`]); then gives accounts made before
 /// `users.email_canonical` existed their canonical email (computed in Rust, see
 /// [`users::fill_missing_canonical_emails`]).
 ///
 /// # Errors
-/// The database cannot be reached or a migration fails.
-pub async fn migrate(url: &str) -> Result<(), DbSetupError> {
-    let conn = AsyncPgConnection::establish(url)
-        .await
-        .map_err(|e| DbSetupError::connect(url, &e))?;
+/// A migration fails.
+pub async fn migrate(conn: AsyncPgConnection) -> Result<(), DbSetupError> {
     // The harness blocks in place on the runtime's worker: fine on the multi-threaded runtime,
     // a panic on the current-thread one.
     let mut harness = AsyncMigrationHarness::new(conn);
@@ -112,16 +91,4 @@ pub async fn migrate(url: &str) -> Result<(), DbSetupError> {
         );
     }
     Ok(())
-}
-
-/// Answers whether the database responds to a trivial query.
-pub async fn ping(pool: &DbPool) -> bool {
-    use diesel_async::RunQueryDsl;
-    let Ok(mut conn) = pool.get().await else {
-        return false;
-    };
-    diesel::sql_query("SELECT 1")
-        .execute(&mut conn)
-        .await
-        .is_ok()
 }

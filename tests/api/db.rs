@@ -331,8 +331,8 @@ async fn accounts_from_before_canonical_emails_get_theirs_at_start_up_and_the_ol
     }
 
     // Act: what every start-up does
-    newsapi::db::migrate(&db.url).await.unwrap();
-    newsapi::db::migrate(&db.url).await.unwrap();
+    newsapi::db::migrate(db.connect().await).await.unwrap();
+    newsapi::db::migrate(db.connect().await).await.unwrap();
 
     // Assert
     #[derive(diesel::QueryableByName)]

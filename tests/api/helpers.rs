@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
 /// The maintenance database of the server the tests may create databases on.
-fn server_url() -> String {
+pub fn server_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
@@ -93,9 +93,10 @@ async fn template() -> &'static str {
                     .execute(&mut admin)
                     .await
                     .unwrap();
-                newsapi::db::migrate(&database_url(&building))
+                let conn = AsyncPgConnection::establish(&database_url(&building))
                     .await
                     .unwrap();
+                newsapi::db::migrate(conn).await.unwrap();
                 diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {name}"))
                     .execute(&mut admin)
                     .await
@@ -193,8 +194,18 @@ pub async fn spawn_app() -> TestApp {
 /// Starts the server with extra configuration values.
 pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     let db = TestDatabase::create().await;
+    let url = db.url.clone();
+    spawn_app_via(db, &url, overrides).await
+}
+
+/// Starts the server over `db`, reaching it at `database_url` (through a proxy, say).
+pub async fn spawn_app_via(
+    db: TestDatabase,
+    database_url: &str,
+    overrides: &[(&str, &str)],
+) -> TestApp {
     let mut vars: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), db.url.clone()),
+        ("DATABASE_URL".into(), database_url.to_string()),
         ("JWT_SECRET".into(), TEST_SECRET.into()),
         ("LISTEN_ADDR".into(), "127.0.0.1:0".into()),
         ("BCRYPT_COST".into(), "4".into()),

@@ -29,10 +29,18 @@ use diesel::{QueryableByName, sql_types::Text};
 use diesel_async::{AsyncConnection, AsyncPgConnection};
 use serde_json::{Value, json};
 
-#[path = "../support/tcp_proxy.rs"]
-mod tcp_proxy;
+// The fault tests' proxy (`tests/api/proxy.rs`), which asks its harness for `helpers::server_url`.
+#[allow(dead_code)] // The soak only kills and restores.
+#[path = "../api/proxy.rs"]
+mod proxy;
 
-use tcp_proxy::TcpProxy;
+mod helpers {
+    /// The maintenance database of the PostgreSQL server the soak runs on (`TEST_DATABASE_URL`).
+    pub fn server_url() -> String {
+        std::env::var("TEST_DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+    }
+}
 
 /// The settings of one run, from the environment.
 struct Settings {
@@ -117,8 +125,7 @@ const PASSWORD: &str = "soak test passphrase 42";
 async fn main() {
     use diesel_async::RunQueryDsl;
     let settings = Settings::from_env();
-    let server_url = std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let server_url = helpers::server_url();
     let database = format!("newsapi_soak_{}", std::process::id());
     let base = server_url
         .rsplit_once('/')
@@ -150,15 +157,8 @@ async fn main() {
 }
 
 async fn run(settings: &Settings, base: &str, database: &str) -> Result<(), Vec<String>> {
-    let upstream = upstream_of(base);
-    let proxy = TcpProxy::start(upstream).await;
-    let scheme = base
-        .split_once("://")
-        .map_or("postgres", |(scheme, _)| scheme);
-    let proxied = format!(
-        "{scheme}://{}/{database}",
-        credentials_and(base, proxy.addr())
-    );
+    let proxy = proxy::Proxy::start().await;
+    let proxied = proxy.url(&format!("{base}/{database}"));
     let listen = free_addr();
     std::fs::create_dir_all("target/soak").unwrap();
     let log = std::fs::File::create("target/soak/server.log").unwrap();
@@ -236,7 +236,7 @@ async fn run(settings: &Settings, base: &str, database: &str) -> Result<(), Vec<
         cut_at.as_secs(),
         settings.cut_secs
     );
-    proxy.cut();
+    proxy.kill();
     tokio::time::sleep(Duration::from_secs(settings.cut_secs)).await;
     proxy.restore();
     println!("soak: database back at {} s", start.elapsed().as_secs());
@@ -598,31 +598,6 @@ fn stop(server: &mut Child) {
         .args(["-TERM", &server.id().to_string()])
         .status();
     let _ = server.wait();
-}
-
-/// `host:port` of a `postgres://[user[:password]@]host[:port]` base URL.
-fn upstream_of(base: &str) -> SocketAddr {
-    let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    let host = if host.contains(':') {
-        host.to_string()
-    } else {
-        format!("{host}:5432")
-    };
-    let host = host.replace("localhost", "127.0.0.1");
-    host.parse()
-        .expect("TEST_DATABASE_URL names host:port by address")
-}
-
-/// `user[:password]@` of `base` (if any), followed by `addr`.
-fn credentials_and(base: &str, addr: SocketAddr) -> String {
-    let authority = base.split_once("://").map_or(base, |(_, rest)| rest);
-    match authority.rsplit_once('@') {
-        Some((credentials, _)) => format!("{credentials}@{addr}"),
-        None => addr.to_string(),
-    }
 }
 
 fn free_addr() -> SocketAddr {

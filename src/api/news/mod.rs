@@ -92,7 +92,8 @@ impl NewsApi {
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
         // The validator keeps `limit` within 1..=100.
         let limit = u32::try_from(limit.0).unwrap_or(1);
-        let page = db_news::list_page(db.conn().await?, &filter, order, limit, after)
+        let page = db
+            .run(async |c| db_news::list_page(c, &filter, order, limit, after).await)
             .await?
             .within(MAX_PAGE_BYTES - PAGE_ENVELOPE_BYTES, json_size_bound);
         Ok(PageResponse::Ok(Json(NewsPage {
@@ -112,7 +113,9 @@ impl NewsApi {
         body: JsonBody<NewsInput>,
     ) -> Result<CreateResponse, Errors<CreateErrors>> {
         let draft = body.0.parse()?;
-        let news = db_news::insert_news(db.conn().await?, user.id, draft).await?;
+        let news = db
+            .run(async |c| db_news::insert_news(c, user.id, draft).await)
+            .await?;
         let location = format!("/news/{}", news.id);
         let tag = entity_tag(news.version);
         Ok(CreateResponse::Created(Json(news.into()), location, tag))
@@ -136,7 +139,9 @@ impl NewsApi {
         created_before: Query<Option<DateTime<Utc>>>,
     ) -> Result<CountResponse, Errors<ListErrors>> {
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
-        let count = db_news::count_news(db.conn().await?, &filter).await?;
+        let count = db
+            .run(async |c| db_news::count_news(c, &filter).await)
+            .await?;
         Ok(CountResponse::Ok(Json(NewsCount { count })))
     }
 
@@ -153,7 +158,9 @@ impl NewsApi {
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<GetResponse, Errors<GetErrors>> {
-        let read = db_news::find_news_in_session(db.conn().await?, id.0, claimed.session()).await?;
+        let read = db
+            .run(async |c| db_news::find_news_in_session(c, id.0, claimed.session()).await)
+            .await?;
         let news = ClaimedSession::verdict(read, ApiError::NotFound("no news item with this id"))?;
         let tag = entity_tag(news.version);
         let unchanged = if_none_match
@@ -223,8 +230,9 @@ impl NewsApi {
         if_match: Header<Option<String>>,
     ) -> Result<DeleteResponse, Errors<DeleteErrors>> {
         let versions = expected_versions(if_match.0.as_deref());
-        let outcome =
-            db_news::delete_news(db.conn().await?, id.0, writer(user), versions.as_deref()).await?;
+        let outcome = db
+            .run(async |c| db_news::delete_news(c, id.0, writer(user), versions.as_deref()).await)
+            .await?;
         written(outcome)?;
         Ok(DeleteResponse::Deleted)
     }
@@ -259,7 +267,9 @@ impl NewsApi {
         }
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
         let changes = NewsChanges::from(body.0.parse()?);
-        let count = db_news::update_matching(db.conn().await?, &filter, &changes).await?;
+        let count = db
+            .run(async |c| db_news::update_matching(c, &filter, &changes).await)
+            .await?;
         Ok(BulkResponse::Ok(Json(NewsCount {
             count: i64::try_from(count).unwrap_or(i64::MAX),
         })))
@@ -283,14 +293,11 @@ async fn write(
     changes: &NewsChanges,
 ) -> Result<(News, String), ApiError> {
     let versions = expected_versions(if_match);
-    let outcome = db_news::update_news(
-        db.conn().await?,
-        id,
-        writer(user),
-        versions.as_deref(),
-        changes,
-    )
-    .await?;
+    let outcome = db
+        .run(async |c| {
+            db_news::update_news(c, id, writer(user), versions.as_deref(), changes).await
+        })
+        .await?;
     let news = written(outcome)?;
     let tag = entity_tag(news.version);
     Ok((news.into(), tag))
