@@ -12,6 +12,7 @@ mod errors;
 mod hashing;
 mod helpers;
 mod hygiene;
+mod metrics;
 mod news;
 mod service;
 mod sessions;
