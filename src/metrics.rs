@@ -383,11 +383,10 @@ impl Collector for ProcessCollector {
                 )?)?;
             }
             if let Ok(usage) = getrusage(UsageWho::RUSAGE_SELF) {
-                let seconds = |t: nix::sys::time::TimeVal| {
-                    t.tv_sec() as f64 + f64::from(u32::try_from(t.tv_usec()).unwrap_or(0)) / 1e6
-                };
-                let counter =
-                    ConstCounter::new(seconds(usage.user_time()) + seconds(usage.system_time()));
+                // Whole microseconds, then seconds: written as `0.449206`, not `0.44920600000000007`.
+                let micros = |t: nix::sys::time::TimeVal| t.tv_sec() * 1_000_000 + t.tv_usec();
+                let total = micros(usage.user_time()) + micros(usage.system_time());
+                let counter = ConstCounter::new(total as f64 / 1e6);
                 counter.encode(encoder.encode_descriptor(
                     "process_cpu",
                     "CPU time used, user and system.",
