@@ -2,7 +2,7 @@
 #
 #   make run      start PostgreSQL if needed, then the server on LISTEN_ADDR
 #   make test     lint, then the whole test suite against a local PostgreSQL,
-#                 then the outside-in suites (spec lint, contract, clients, browser)
+#                 then the outside-in suites (spec lint, contract, clients, browser, prometheus)
 #   make lint     rustfmt check + clippy (warnings are errors)
 #
 # Settings come from .env (created on first use by scripts/ensure-env.sh;
@@ -23,7 +23,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
-	clients-python clients-typescript browser bench bench-compare soak
+	clients-python clients-typescript browser prometheus bench bench-compare soak
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
@@ -38,6 +38,7 @@ help:
 	@echo "make contract        Schemathesis contract tests against a live server (tests/contract)"
 	@echo "make clients         generated Python and TypeScript clients against a live server (tests/clients)"
 	@echo "make browser         the explorer and Redoc in headless Chromium (tests/browser)"
+	@echo "make prometheus      Debian's Prometheus scrapes a live server and is queried (tests/prometheus)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
@@ -66,7 +67,7 @@ test: prepare lint
 	@bash tests/run-suites.sh
 
 # The outside-in suites. Each installs its own tools (a venv under target/venv, `npm ci` from a
-# committed lockfile, Debian's chromium) and runs scripts/with-test-server.sh.
+# committed lockfile, Debian's chromium and prometheus) and runs scripts/with-test-server.sh.
 suites: prepare
 	@bash tests/run-suites.sh
 
@@ -87,6 +88,9 @@ clients-typescript: prepare
 
 browser: prepare
 	@bash tests/run-suites.sh browser
+
+prometheus: prepare
+	@bash tests/run-suites.sh prometheus
 
 lint:
 	$(CARGO) fmt --all --check

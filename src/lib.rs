@@ -12,6 +12,7 @@
 //! - [`auth`] hashes passwords (off the async runtime), signs and verifies tokens, and signs in.
 //! - [`db`] holds the schema, the rows and the queries, which take domain values.
 //! - [`error`] renders every failure as RFC 9457 problem+json; [`panics`] makes a panic one.
+//! - [`metrics`] counts requests and outcomes and writes them for Prometheus (`/metrics`).
 //! - [`admin`] runs the administrative commands (`create-admin`, `promote`).
 
 pub mod admin;
@@ -22,6 +23,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod metrics;
 pub mod panics;
 pub mod server;
 pub mod startup;

@@ -8,6 +8,8 @@ use std::{
 
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Route,
+    endpoint::make_sync,
+    get,
     http::{HeaderValue, StatusCode, header},
     web::Html,
 };
@@ -23,6 +25,7 @@ use crate::{
     config::{Config, ConnectionConfig},
     db,
     error::render_any_error,
+    metrics::{Metrics, RecordMetrics},
     panics::answer_panics,
     server,
     telemetry::{RequestIdentity, RequestLog},
@@ -69,6 +72,15 @@ pub struct Application {
     trusted_proxies: Vec<IpAddr>,
     /// The limit on open files, after raising it; every connection takes one.
     open_files: Option<u64>,
+    /// The listener of `METRICS_ADDR`, when set.
+    metrics: Option<MetricsListener>,
+}
+
+/// `METRICS_ADDR`'s listener: `GET /metrics` and nothing else.
+struct MetricsListener {
+    listener: TcpListener,
+    addr: SocketAddr,
+    app: poem::endpoint::BoxEndpoint<'static>,
 }
 
 impl Application {
@@ -87,14 +99,21 @@ impl Application {
             throttle: config.throttle,
             signup: config.signup,
             trusted_proxies: config.trusted_proxies.clone(),
+            metrics: Arc::new(Metrics::new()),
+            metrics_on_main_listener: config.observability.metrics_addr.is_none(),
         });
-        let listener = TcpListener::bind(config.listen_addr)
-            .await
-            .map_err(|source| StartupError::Listen {
-                addr: config.listen_addr,
-                source,
-            })?;
-        let addr = listener.local_addr().unwrap_or(config.listen_addr);
+        let (listener, addr) = bind(config.listen_addr).await?;
+        let metrics = match config.observability.metrics_addr {
+            Some(metrics_addr) => {
+                let (listener, addr) = bind(metrics_addr).await?;
+                Some(MetricsListener {
+                    listener,
+                    addr,
+                    app: metrics_routes(Arc::clone(&state)).boxed(),
+                })
+            }
+            None => None,
+        };
         Ok(Self {
             listener,
             addr,
@@ -102,7 +121,14 @@ impl Application {
             connections: config.connections,
             trusted_proxies: config.trusted_proxies.clone(),
             open_files: server::raise_open_files_limit(),
+            metrics,
         })
+    }
+
+    /// The address `/metrics` is served on when `METRICS_ADDR` is set (the one actually bound).
+    #[must_use]
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|metrics| metrics.addr)
     }
 
     /// The address actually bound (useful with port 0).
@@ -128,16 +154,45 @@ impl Application {
     /// As [`Application::run_until_stopped`].
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, open_files = self.open_files, "serving");
-        server::serve(
+        // The metrics listener stops when the main one is told to.
+        let (stopping, stop) = tokio::sync::watch::channel(false);
+        let main = server::serve(
             self.listener,
             self.app,
             self.connections,
             &self.trusted_proxies,
-            shutdown,
-        )
-        .await;
+            async move {
+                shutdown.await;
+                let _ = stopping.send(true);
+            },
+        );
+        match self.metrics {
+            None => main.await,
+            Some(metrics) => {
+                tracing::info!(addr = %metrics.addr, "serving metrics");
+                let mut stop = stop;
+                let metrics = server::serve(
+                    metrics.listener,
+                    metrics.app,
+                    self.connections,
+                    &[],
+                    async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    },
+                );
+                tokio::join!(main, metrics);
+            }
+        }
         Ok(())
     }
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartupError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartupError::Listen { addr, source })?;
+    let bound = listener.local_addr().unwrap_or(addr);
+    Ok((listener, bound))
 }
 
 /// The authored contract, built once per process, the first time [`routes`] runs.
@@ -149,6 +204,7 @@ const HOME_PAGE: &str = include_str!("home.html");
 /// The whole application: API, spec, explorer and home page, behind the [`middleware`].
 pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
     let contract: &'static Contract = &CONTRACT;
+    let metrics = Arc::clone(&state.metrics);
     // The home page cannot be a route of its own at "/": the API is nested at "/", and poem's
     // router prefers the nested catch-all there. So the API's endpoint answers "/" itself.
     let api = api_service().into_endpoint().around(|api, req| async move {
@@ -158,15 +214,21 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
         api.call(req).await.map(IntoResponse::into_response)
     });
     let api = with_connection_slot(api);
-    middleware(contract.routes(Route::new()).nest("/", api).data(state))
+    middleware(
+        contract.routes(Route::new()).nest("/", api).data(state),
+        metrics,
+    )
 }
 
 /// What every request passes through around `app`, outermost first: [`RequestIdentity`] (the
-/// request id), [`RequestLog`] (the span and the access line, outside everything that can still
+/// request id), [`RecordMetrics`] (counted into `metrics`), [`RequestLog`] (the span and the access line, outside everything that can still
 /// change the answer, so it logs the status sent), the response headers, `Allow` on 405, the
 /// catch-all that renders every error as problem+json, and [`answer_panics`]. Public so a test can
 /// put an endpoint of its own (one that panics) behind exactly this stack.
-pub fn middleware(app: impl Endpoint + 'static) -> impl Endpoint<Output = poem::Response> {
+pub fn middleware(
+    app: impl Endpoint + 'static,
+    metrics: Arc<Metrics>,
+) -> impl Endpoint<Output = poem::Response> {
     let contract: &'static Contract = &CONTRACT;
     answer_panics(app)
         .catch_all_error(render_any_error)
@@ -184,6 +246,22 @@ pub fn middleware(app: impl Endpoint + 'static) -> impl Endpoint<Output = poem::
         })
         .around(response_headers)
         .with(RequestLog::new(contract))
+        .with(RecordMetrics::new(metrics, contract))
+        .with(RequestIdentity)
+}
+
+/// `METRICS_ADDR`'s application: `GET /metrics`; anything else is a problem+json 404 or 405.
+/// Its requests are not counted in `http_requests_total` (scrapes would drown the API's).
+pub fn metrics_routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
+    Route::new()
+        .at(
+            "/metrics",
+            get(make_sync(move |_| {
+                state.metrics.response(&state.pool, &state.passwords)
+            })),
+        )
+        .catch_all_error(render_any_error)
+        .around(response_headers)
         .with(RequestIdentity)
 }
 

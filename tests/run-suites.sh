@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The suites that test the server from the outside, after `cargo test` in
 # `make test`: spec lint, contract tests, the generated Python and TypeScript
-# clients, and the explorer in a browser. Each installs its own tools and
+# clients, the explorer in a browser, and a real Prometheus scraping /metrics. Each installs its own tools and
 # starts its own server on a fresh database. All of them run even when one
 # fails; the output ends with one line per suite and a total, and the exit
 # status is non-zero when any suite failed.
@@ -17,8 +17,9 @@ declare -A scripts=(
     [clients-python]=tests/clients/python/run.sh
     [clients-typescript]=tests/clients/typescript/run.sh
     [browser]=tests/browser/run.sh
+    [prometheus]=tests/prometheus/run.sh
 )
-order=(spec-lint contract clients-python clients-typescript browser)
+order=(spec-lint contract clients-python clients-typescript browser prometheus)
 if (($# > 0)); then
     order=("$@")
 fi

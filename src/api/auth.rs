@@ -22,6 +22,7 @@ use crate::{
     },
     domain::{Email, NewUser, Password, Role, SigninEmail, SigninPassword, UserName},
     error::{ApiError, AuthFailure},
+    metrics,
 };
 
 /// A new account.
@@ -290,7 +291,10 @@ impl AuthApi {
         let session = signin
             .sign_in(credentials, client_ip(req, &state.trusted_proxies))
             .await
-            .map_err(ApiError::from)?;
+            .map_err(|err| {
+                metrics::signin_refused(&err);
+                ApiError::from(err)
+            })?;
         Ok(TokensResponse::Ok(
             Json(token_response(
                 &state,

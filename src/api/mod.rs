@@ -35,6 +35,7 @@ use crate::{
     auth::{JwtKeys, PasswordHasher},
     config::{SessionConfig, SignupConfig, ThrottleConfig},
     db::DbPool,
+    metrics::Metrics,
 };
 
 /// What every handler shares.
@@ -53,6 +54,12 @@ pub struct AppState {
     pub signup: SignupConfig,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// This application's metrics (one registry per application, so servers in one process,
+    /// as in the tests, count apart).
+    pub metrics: Arc<Metrics>,
+    /// Whether the main listener answers `GET /metrics`: false when `METRICS_ADDR` names another
+    /// listener for it.
+    pub metrics_on_main_listener: bool,
 }
 
 /// The state as handlers receive it.
@@ -67,7 +74,7 @@ pub enum ApiTags {
     /// News items; only their author may change or delete them
     #[oai(rename = "news")]
     News,
-    /// Liveness and readiness probes
+    /// Liveness and readiness probes, and metrics
     #[oai(rename = "service")]
     Service,
 }

@@ -1,7 +1,8 @@
-//! Liveness and readiness probes for load balancers and orchestrators.
+//! Liveness and readiness probes for load balancers and orchestrators, and `/metrics` for
+//! Prometheus (on the main listener unless `METRICS_ADDR` names another; see [`crate::metrics`]).
 
 use poem::web::Data;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, payload::PlainText};
 
 use super::{ApiTags, Errors, Json, SharedState, errors::error_statuses};
 use crate::{db::failure::Unavailable, error::ApiError};
@@ -27,8 +28,19 @@ enum ReadyResponse {
     Ok(Json<Health>),
 }
 
+#[derive(ApiResponse)]
+enum MetricsResponse {
+    /// The metrics
+    #[oai(
+        status = 200,
+        content_type = "text/plain; version=0.0.4; charset=utf-8"
+    )]
+    Ok(PlainText<String>),
+}
+
 error_statuses! {
     ReadyErrors: 503;
+    MetricsErrors: 404;
 }
 
 /// Probes.
@@ -65,5 +77,26 @@ impl ServiceApi {
             )
             .into()),
         }
+    }
+
+    /// Metrics for Prometheus
+    ///
+    /// Requests by route template, method and status, latency histograms, requests in flight,
+    /// the database pool, the password-hashing queue, sign-in and idempotency counts, the
+    /// process's memory and CPU, and the build, in the Prometheus text format. No user data and
+    /// no secret. 404 when `METRICS_ADDR` is set: the metrics are then served on that address
+    /// only.
+    #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
+    async fn metrics(
+        &self,
+        state: Data<&SharedState>,
+    ) -> Result<MetricsResponse, Errors<MetricsErrors>> {
+        if !state.metrics_on_main_listener {
+            // The same answer as for any path the server does not have.
+            return Err(ApiError::NotFound("no such resource").into());
+        }
+        Ok(MetricsResponse::Ok(PlainText(
+            state.metrics.render(&state.pool, &state.passwords),
+        )))
     }
 }

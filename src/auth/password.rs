@@ -136,6 +136,12 @@ impl PasswordHasher {
             .await?;
         Ok(exists && fits && matches)
     }
+
+    /// Jobs waiting or running in the queue now, in all (the `password_hash_queue_depth` metric).
+    #[must_use]
+    pub fn queue_depth(&self) -> usize {
+        self.pool.queue.lock().in_use
+    }
 }
 
 /// A job runs bcrypt and returns how to hand over its answer, or `None` when it found its caller

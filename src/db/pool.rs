@@ -95,6 +95,12 @@ where
 }
 
 impl DbPool {
+    /// The pool's size, idle connections and waiters, for the metrics.
+    #[must_use]
+    pub fn status(&self) -> deadpool::Status {
+        self.inner.status()
+    }
+
     /// A connection, after waiting at most `DATABASE_POOL_TIMEOUT_MS` for a free one (and
     /// `DATABASE_CONNECT_TIMEOUT_SECS` for a new one).
     ///

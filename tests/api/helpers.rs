@@ -182,6 +182,8 @@ pub const PASSWORD: &str = "correct horse battery staple";
 /// A running server and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// `http://` and the address of the `METRICS_ADDR` listener, when the test set one.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     pub db: TestDatabase,
 }
@@ -218,9 +220,11 @@ pub async fn spawn_app_via(
     let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
     let app = Application::build(&config).await.unwrap();
     let address = format!("http://{}", app.addr());
+    let metrics_address = app.metrics_addr().map(|addr| format!("http://{addr}"));
     tokio::spawn(app.run_until_stopped());
     TestApp {
         address,
+        metrics_address,
         client: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
@@ -712,6 +716,7 @@ impl LoggedServer {
                 address: String::new(),
                 client: reqwest::Client::new(),
                 db,
+                metrics_address: None,
             },
             child: Mutex::new(child),
             lines,

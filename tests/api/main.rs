@@ -14,6 +14,7 @@ mod hashing;
 mod helpers;
 mod hygiene;
 mod lifecycle;
+mod metrics;
 mod news;
 mod observability;
 mod proxy;

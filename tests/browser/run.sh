@@ -9,20 +9,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 # shellcheck source=tests/lib/node.sh
 source tests/lib/node.sh
+# shellcheck source=tests/lib/apt.sh
+source tests/lib/apt.sh
 
-if [[ ! -x /usr/bin/chromium ]]; then
-    echo "browser: /usr/bin/chromium is missing; installing Debian's chromium with apt-get"
-    as_root=()
-    if [[ $(id -u) -ne 0 ]]; then
-        command -v sudo >/dev/null 2>&1 || {
-            echo "browser: not root and no sudo; install the package chromium first" >&2
-            exit 1
-        }
-        as_root=(sudo)
-    fi
-    "${as_root[@]}" apt-get update -q >/dev/null
-    "${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null
-fi
+ensure_debian_package browser chromium /usr/bin/chromium
 /usr/bin/chromium --version 2>/dev/null || true
 
 dir=tests/browser
