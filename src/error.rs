@@ -117,6 +117,10 @@ pub enum ApiError {
     /// Well-formed JSON that breaks the schema.
     #[error("validation failed: {0:?}")]
     Validation(Vec<FieldError>),
+    /// A request the server understood but will not carry out as asked, for a reason other than
+    /// the body's schema (an `Idempotency-Key` already used with another request).
+    #[error("unprocessable: {0}")]
+    Unprocessable(&'static str),
     /// The database did not answer in time.
     #[error("service unavailable: {0}")]
     Unavailable(String),
@@ -163,7 +167,10 @@ impl ApiError {
                 };
                 ("about:blank", Some(detail.to_string()), None)
             }
-            Self::Forbidden(detail) | Self::NotFound(detail) | Self::Conflict(detail) => {
+            Self::Forbidden(detail)
+            | Self::NotFound(detail)
+            | Self::Conflict(detail)
+            | Self::Unprocessable(detail) => {
                 ("about:blank", Some((*detail).to_string()), None)
             }
             Self::PreconditionFailed => (
@@ -243,7 +250,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::HashQueueFull(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

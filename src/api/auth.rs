@@ -305,8 +305,14 @@ impl AuthApi {
     /// Exchange a refresh token for new tokens
     ///
     /// Rotates the refresh token: the response carries a new access token and a new refresh
-    /// token, and the one presented stops working. Presenting a refresh token that was already
-    /// rotated revokes its whole session (every token descended from that sign-in) and gets 401.
+    /// token, and the one presented stops working. A session has one working refresh token at a
+    /// time.
+    ///
+    /// A refresh token presented again within `REFRESH_REUSE_INTERVAL_SECS` (10 s by default) of
+    /// its rotation is taken as a retry whose answer was lost: it gets a new pair in the same
+    /// session, and the refresh token issued before it stops working (RFC 9700 §4.14.2). Presented
+    /// again later, it is taken as stolen: its whole session (every token descended from that
+    /// sign-in) is revoked and the answer is 401.
     #[oai(
         path = "/token/refresh",
         method = "post",

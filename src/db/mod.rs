@@ -2,6 +2,7 @@
 //! queries per table. Queries return diesel's `QueryResult`; deciding what an outcome means for a
 //! request is the API's job.
 
+pub mod idempotency;
 pub mod news;
 pub mod schema;
 pub mod sessions;
