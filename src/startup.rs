@@ -69,6 +69,8 @@ pub struct Application {
     trusted_proxies: Vec<IpAddr>,
     /// The limit on open files, after raising it; every connection takes one.
     open_files: Option<u64>,
+    /// For the background clean-up of expired idempotency keys.
+    pool: db::DbPool,
 }
 
 impl Application {
@@ -84,7 +86,7 @@ impl Application {
             config.database.pool_timeout,
         )?;
         let state = Arc::new(AppState {
-            pool,
+            pool: pool.clone(),
             jwt: JwtKeys::new(&config.jwt),
             passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue),
             sessions: config.sessions,
@@ -106,6 +108,7 @@ impl Application {
             connections: config.connections,
             trusted_proxies: config.trusted_proxies.clone(),
             open_files: server::raise_open_files_limit(),
+            pool,
         })
     }
 
@@ -130,6 +133,10 @@ impl Application {
     /// As [`Application::run_until_stopped`].
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, open_files = self.open_files, "serving");
+        let clean_up = tokio::spawn(db::idempotency::clean_up_every(
+            self.pool,
+            db::idempotency::CLEAN_UP_EVERY,
+        ));
         server::serve(
             self.listener,
             self.app,
@@ -138,6 +145,7 @@ impl Application {
             shutdown,
         )
         .await;
+        clean_up.abort();
         Ok(())
     }
 }

@@ -14,20 +14,25 @@ const HEADER: &str = "Idempotency-Key";
 
 /// The key the request carries, if any; 400 for a malformed key or more than one.
 ///
-/// `header` is the first value, as the operation's parameter read it; its declared `pattern` says
-/// what [`IdempotencyKey::parse`] enforces.
-pub(super) fn key_of(
-    req: &Request,
-    header: Option<&str>,
-) -> Result<Option<IdempotencyKey>, ApiError> {
-    if req.headers().get_all(HEADER).iter().nth(1).is_some() {
+/// Read from the request itself rather than from the operation's parameter (which declares the
+/// header and its pattern in the spec): poem reads a value that is not visible ASCII as no header
+/// at all, and such a request must not go through unguarded.
+pub(super) fn key_of(req: &Request) -> Result<Option<IdempotencyKey>, ApiError> {
+    let mut values = req.headers().get_all(HEADER).iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
         return Err(ApiError::BadRequest(
             "more than one Idempotency-Key header".into(),
         ));
     }
-    header
-        .map(|value| IdempotencyKey::parse(value).map_err(|why| ApiError::BadRequest(why.into())))
-        .transpose()
+    let value = value.to_str().map_err(|_| {
+        ApiError::BadRequest("the Idempotency-Key may hold only visible ASCII characters".into())
+    })?;
+    IdempotencyKey::parse(value)
+        .map(Some)
+        .map_err(|why| ApiError::BadRequest(why.into()))
 }
 
 /// The response a request with a key gets, and whether it is a replay; or the 409 or 422 it gets

@@ -12,6 +12,7 @@ mod errors;
 mod hashing;
 mod helpers;
 mod hygiene;
+mod idempotency;
 mod news;
 mod service;
 mod sessions;

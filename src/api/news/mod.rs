@@ -134,10 +134,11 @@ impl NewsApi {
             name = "Idempotency-Key",
             validator(pattern = r#"^("[!#-\[\]-~]{1,255}"|[!#-\[\]-~]{1,255})$"#)
         )]
+        #[expect(unused_variables, reason = "declares the header; `key_of` reads it")]
         idempotency_key: Header<Option<String>>,
         body: JsonBody<NewsInput>,
     ) -> Result<CreateResponse, Errors<CreateErrors>> {
-        let key = idempotency::key_of(req, idempotency_key.0.as_deref())?;
+        let key = idempotency::key_of(req)?;
         let draft = body.0.parse()?;
         let conn = db.conn().await?;
         let (stored, replayed) = match key {
