@@ -327,21 +327,37 @@ impl AuthApi {
         let old_hash = body.0.hash()?;
         let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
         let wanted_expiry = Utc::now() + state.sessions.refresh_token_ttl;
-        match sessions::rotate(db.conn().await?, &old_hash, &refresh.hash, wanted_expiry).await? {
+        let rotation = sessions::rotate(
+            db.conn().await?,
+            &old_hash,
+            &refresh.hash,
+            wanted_expiry,
+            state.sessions.reuse_interval,
+        )
+        .await?;
+        match rotation {
             Rotation::Rotated {
                 user_id,
                 family_id,
                 expires_at,
-            } => Ok(TokensResponse::Ok(
-                Json(token_response(
-                    &state,
-                    user_id,
-                    family_id,
-                    refresh.token,
-                    expires_at,
-                )?),
-                NO_STORE.to_string(),
-            )),
+                retry,
+            } => {
+                if retry {
+                    tracing::info!(
+                        "refresh token presented again within the reuse interval; answered as a retry"
+                    );
+                }
+                Ok(TokensResponse::Ok(
+                    Json(token_response(
+                        &state,
+                        user_id,
+                        family_id,
+                        refresh.token,
+                        expires_at,
+                    )?),
+                    NO_STORE.to_string(),
+                ))
+            }
             Rotation::Reused => {
                 tracing::warn!("refresh token reused; its session is revoked");
                 Err(ApiError::Unauthorized(AuthFailure::InvalidToken(
