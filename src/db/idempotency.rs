@@ -179,17 +179,15 @@ async fn earlier(
     }
     // A committed row always has its response (it is written in the claiming transaction); a row
     // without one is a claim still running, seen only if the advisory lock was somehow missed.
-    Ok(
-        match (status.and_then(|s| u16::try_from(s).ok()), body) {
-            (Some(status), Some(body)) => Once::Replay(StoredResponse {
-                status,
-                body,
-                location,
-                etag,
-            }),
-            _ => Once::InFlight,
-        },
-    )
+    Ok(match (status.and_then(|s| u16::try_from(s).ok()), body) {
+        (Some(status), Some(body)) => Once::Replay(StoredResponse {
+            status,
+            body,
+            location,
+            etag,
+        }),
+        _ => Once::InFlight,
+    })
 }
 
 /// The advisory lock of one user's key: 64 bits of the SHA-256 of both. Two keys that share them

@@ -71,7 +71,11 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_response_byte_for_
     assert_eq!(first.status, 201, "{first:?}");
     assert_eq!(replayed, None, "the first response is no replay");
     // The item changes after it was created: a replay is still the first response.
-    let id = first.location.as_deref().unwrap().trim_start_matches("/news/");
+    let id = first
+        .location
+        .as_deref()
+        .unwrap()
+        .trim_start_matches("/news/");
     let patched = app
         .authed(Method::PATCH, &format!("/news/{id}"), &token)
         .json(&json!({"title": "Rust 2.0 is out"}))
@@ -85,7 +89,10 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_response_byte_for_
     for (key, body) in [
         (KEY.to_string(), first_body),
         (format!("\"{KEY}\""), first_body),
-        (KEY.to_string(), r#"{"body":"Released.","title":"Rust 2.0"}"#),
+        (
+            KEY.to_string(),
+            r#"{"body":"Released.","title":"Rust 2.0"}"#,
+        ),
     ] {
         let (again, replayed) = seen(post_news(&app, &token, Some(&key), body).await).await;
 
@@ -197,7 +204,10 @@ async fn a_retry_while_the_first_request_runs_is_409_and_then_a_replay() {
     let (_, token) = app.new_user("ada@example.com").await;
     let body = r#"{"title": "Slow", "body": "Held up."}"#;
     let mut holder = app.db.connect().await;
-    diesel::sql_query("BEGIN").execute(&mut holder).await.unwrap();
+    diesel::sql_query("BEGIN")
+        .execute(&mut holder)
+        .await
+        .unwrap();
     diesel::sql_query("LOCK TABLE news IN EXCLUSIVE MODE")
         .execute(&mut holder)
         .await
@@ -224,7 +234,10 @@ async fn a_retry_while_the_first_request_runs_is_409_and_then_a_replay() {
     // Act
     let during = post_news(&app, &token, Some(KEY), body).await;
     let other_body = post_news(&app, &token, Some(KEY), r#"{"title": "X", "body": "Y"}"#).await;
-    diesel::sql_query("COMMIT").execute(&mut holder).await.unwrap();
+    diesel::sql_query("COMMIT")
+        .execute(&mut holder)
+        .await
+        .unwrap();
     let (first, _) = first.await.unwrap();
     let (after, replayed) = seen(post_news(&app, &token, Some(KEY), body).await).await;
 

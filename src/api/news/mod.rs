@@ -33,8 +33,7 @@ use crate::{
         news::{self as db_news, NewsChanges, NewsFilter, NewsRow, WriteOutcome, Writer},
     },
     domain::{
-        Cursor, NewsDraft, RequestFingerprint, Role, SortOrder, TagCondition, Timestamp,
-        entity_tag,
+        Cursor, NewsDraft, RequestFingerprint, Role, SortOrder, TagCondition, Timestamp, entity_tag,
     },
     error::ApiError,
 };
@@ -142,12 +141,20 @@ impl NewsApi {
         let draft = body.0.parse()?;
         let conn = db.conn().await?;
         let (stored, replayed) = match key {
-            None => (created(&db_news::insert_news(conn, user.id, draft).await?)?, false),
+            None => (
+                created(&db_news::insert_news(conn, user.id, draft).await?)?,
+                false,
+            ),
             Some(key) => {
                 let fingerprint = fingerprint(&draft);
                 idempotency::answer(
                     db_idempotency::create_news_once(
-                        conn, user.id, &key, fingerprint, draft, created,
+                        conn,
+                        user.id,
+                        &key,
+                        fingerprint,
+                        draft,
+                        created,
                     )
                     .await?,
                 )?
