@@ -124,6 +124,10 @@ pub enum ApiError {
     /// Well-formed JSON that breaks the schema.
     #[error("validation failed: {0:?}")]
     Validation(Vec<FieldError>),
+    /// A request the server understood but will not carry out as asked, for a reason other than
+    /// the body's schema (an `Idempotency-Key` already used with another request).
+    #[error("unprocessable: {0}")]
+    Unprocessable(&'static str),
     /// The database is busy or cannot be reached; the text is the cause, for the log only.
     #[error("service unavailable ({0:?}): {1}")]
     Unavailable(Unavailable, String),
@@ -179,7 +183,10 @@ impl ApiError {
                 };
                 ("about:blank", Some(detail.to_string()), None)
             }
-            Self::Forbidden(detail) | Self::NotFound(detail) | Self::Conflict(detail) => {
+            Self::Forbidden(detail)
+            | Self::NotFound(detail)
+            | Self::Conflict(detail)
+            | Self::Unprocessable(detail) => {
                 ("about:blank", Some((*detail).to_string()), None)
             }
             Self::PreconditionFailed => (
@@ -282,7 +289,7 @@ impl ResponseError for ApiError {
             Self::TooManyRequests(..) => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Validation(_) | Self::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unavailable(..) => StatusCode::SERVICE_UNAVAILABLE,
             Self::HashQueueFull(_) | Self::RanTooLong | Self::ShuttingDown => {
                 StatusCode::SERVICE_UNAVAILABLE

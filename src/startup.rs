@@ -72,6 +72,8 @@ pub struct Application {
     trusted_proxies: Vec<IpAddr>,
     /// The limit on open files, after raising it; every connection takes one.
     open_files: Option<u64>,
+    /// For the background clean-up of expired idempotency keys.
+    pool: db::DbPool,
     /// The listener of `METRICS_ADDR`, when set.
     metrics: Option<MetricsListener>,
 }
@@ -92,7 +94,7 @@ impl Application {
         db::prepare(config.database_url(), &config.database).await?;
         let pool = db::pool(config.database_url(), &config.database)?;
         let state = Arc::new(AppState {
-            pool,
+            pool: pool.clone(),
             jwt: JwtKeys::new(&config.jwt),
             passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue),
             sessions: config.sessions,
@@ -122,6 +124,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             open_files: server::raise_open_files_limit(),
             metrics,
+            pool,
         })
     }
 
@@ -154,6 +157,10 @@ impl Application {
     /// As [`Application::run_until_stopped`].
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, open_files = self.open_files, "serving");
+        let clean_up = tokio::spawn(db::idempotency::clean_up_every(
+            self.pool,
+            db::idempotency::CLEAN_UP_EVERY,
+        ));
         // The metrics listener stops when the main one is told to.
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let main = server::serve(
@@ -183,6 +190,7 @@ impl Application {
                 tokio::join!(main, metrics);
             }
         }
+        clean_up.abort();
         Ok(())
     }
 }

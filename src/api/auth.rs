@@ -310,8 +310,14 @@ impl AuthApi {
     /// Exchange a refresh token for new tokens
     ///
     /// Rotates the refresh token: the response carries a new access token and a new refresh
-    /// token, and the one presented stops working. Presenting a refresh token that was already
-    /// rotated revokes its whole session (every token descended from that sign-in) and gets 401.
+    /// token, and the one presented stops working. A session has one working refresh token at a
+    /// time.
+    ///
+    /// A refresh token presented again within `REFRESH_REUSE_INTERVAL_SECS` (10 s by default) of
+    /// its rotation is taken as a retry whose answer was lost: it gets a new pair in the same
+    /// session, and the refresh token issued before it stops working (RFC 9700 §4.14.2). Presented
+    /// again later, it is taken as stolen: its whole session (every token descended from that
+    /// sign-in) is revoked and the answer is 401.
     #[oai(
         path = "/token/refresh",
         method = "post",
@@ -326,24 +332,35 @@ impl AuthApi {
         let old_hash = body.0.hash()?;
         let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
         let wanted_expiry = Utc::now() + state.sessions.refresh_token_ttl;
+        let reuse_interval = state.sessions.reuse_interval;
         match db
-            .run(async |c| sessions::rotate(c, &old_hash, &refresh.hash, wanted_expiry).await)
+            .run(async |c| {
+                sessions::rotate(c, &old_hash, &refresh.hash, wanted_expiry, reuse_interval).await
+            })
             .await?
         {
             Rotation::Rotated {
                 user_id,
                 family_id,
                 expires_at,
-            } => Ok(TokensResponse::Ok(
-                Json(token_response(
-                    &state,
-                    user_id,
-                    family_id,
-                    refresh.token,
-                    expires_at,
-                )?),
-                NO_STORE.to_string(),
-            )),
+                retry,
+            } => {
+                if retry {
+                    tracing::info!(
+                        "refresh token presented again within the reuse interval; answered as a retry"
+                    );
+                }
+                Ok(TokensResponse::Ok(
+                    Json(token_response(
+                        &state,
+                        user_id,
+                        family_id,
+                        refresh.token,
+                        expires_at,
+                    )?),
+                    NO_STORE.to_string(),
+                ))
+            }
             Rotation::Reused => {
                 tracing::warn!("refresh token reused; its session is revoked");
                 Err(ApiError::Unauthorized(AuthFailure::InvalidToken(

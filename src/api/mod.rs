@@ -7,6 +7,7 @@ mod body;
 mod conn;
 mod errors;
 mod headers;
+mod idempotency;
 mod json;
 mod news;
 mod security;
@@ -24,7 +25,7 @@ pub use self::{
     conn::{ConnectionSlot, Db, with_connection_slot},
     errors::Errors,
     headers::{NO_STORE, NO_STORE_PATHS, add_response_headers, response_headers},
-    json::Json,
+    json::{Json, JsonBytes},
     news::NewsApi,
     security::{ClaimedSession, CurrentUser, client_ip},
     service::ServiceApi,

@@ -4,6 +4,7 @@
 
 pub mod connect;
 pub mod failure;
+pub mod idempotency;
 pub mod news;
 mod pool;
 pub mod schema;

@@ -7,6 +7,19 @@ pub mod sql_types {
 }
 
 diesel::table! {
+    idempotency_keys (user_id, key) {
+        user_id -> Uuid,
+        key -> Text,
+        request_hash -> Bytea,
+        created_at -> Timestamptz,
+        response_status -> Nullable<Int2>,
+        response_body -> Nullable<Bytea>,
+        response_location -> Nullable<Text>,
+        response_etag -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
     use diesel::sql_types::*;
     use super::sql_types::Tsvector;
 
@@ -69,12 +82,14 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(idempotency_keys -> users (user_id));
 diesel::joinable!(news -> users (author_id));
 diesel::joinable!(refresh_families -> users (user_id));
 diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(user_credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    idempotency_keys,
     news,
     refresh_families,
     refresh_tokens,

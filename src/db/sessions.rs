@@ -1,7 +1,9 @@
 //! Sessions: refresh-token families and their tokens.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
-use diesel::{dsl::now, prelude::*};
+use diesel::{data_types::PgInterval, dsl::now, prelude::*};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -13,7 +15,8 @@ use super::{
 /// What exchanging a refresh token came to.
 #[derive(Debug)]
 pub enum Rotation {
-    /// The token was current: it is spent, and the new one is stored.
+    /// The token was current, or was rotated within the reuse interval (a retry): it is spent, and
+    /// the new one is stored as the session's only working refresh token.
     Rotated {
         /// The session's user.
         user_id: Uuid,
@@ -21,8 +24,11 @@ pub enum Rotation {
         family_id: Uuid,
         /// When the new refresh token expires.
         expires_at: DateTime<Utc>,
+        /// Whether the token had already been rotated, within the reuse interval.
+        retry: bool,
     },
-    /// The token had already been exchanged: its whole family is now revoked.
+    /// The token had been exchanged longer ago than the reuse interval: its whole family is now
+    /// revoked.
     Reused,
     /// Unknown, expired, or of a revoked or expired session.
     Invalid,
@@ -68,9 +74,16 @@ pub async fn start_session(
 /// Exchanges the refresh token hashed `old_hash` for the one hashed `new_hash`, which expires at
 /// `new_expires_at` or with its session, whichever comes first.
 ///
-/// The exchange marks the old token spent in one `UPDATE … WHERE rotated_at IS NULL`: of two
-/// concurrent exchanges of one token, the row lock lets exactly one through, and the other sees a
-/// spent token — reuse — and revokes the family (RFC 9700 §4.14.2).
+/// A token already exchanged less than `reuse_interval` ago is a retry whose answer was lost
+/// (RFC 9700 §4.14.2 allows this grace): it is exchanged again, and the token it was exchanged for
+/// — every other unspent token of the session — is spent at the same time, so that a session
+/// keeps exactly one working refresh token. Only the hashes are stored, so the earlier answer
+/// cannot be sent again; a new token it is. Exchanged longer ago (or `reuse_interval` zero), it is
+/// taken as stolen and its whole family is revoked.
+///
+/// Every exchange locks its session's row first, then touches tokens: exchanges within one session
+/// run one after the other (two racing retries each see what the other did, and each gets a
+/// working pair), and no two of them can deadlock.
 ///
 /// # Errors
 /// Database errors.
@@ -79,47 +92,71 @@ pub async fn rotate(
     old_hash: &[u8],
     new_hash: &[u8],
     new_expires_at: DateTime<Utc>,
+    reuse_interval: Duration,
 ) -> QueryResult<Rotation> {
+    let grace = PgInterval::from_microseconds(
+        i64::try_from(reuse_interval.as_micros()).unwrap_or(i64::MAX),
+    );
     conn.transaction(async |conn| {
-        let spent: Option<Uuid> = diesel::update(
-            refresh_tokens::table
-                .find(old_hash)
-                .filter(refresh_tokens::rotated_at.is_null())
-                .filter(refresh_tokens::expires_at.gt(now)),
-        )
-        .set(refresh_tokens::rotated_at.eq(now))
-        .returning(refresh_tokens::family_id)
-        .get_result(conn)
-        .await
-        .optional()?;
-
-        let Some(family_id) = spent else {
-            let rotated: Option<(Uuid, Option<DateTime<Utc>>)> = refresh_tokens::table
-                .find(old_hash)
-                .select((refresh_tokens::family_id, refresh_tokens::rotated_at))
-                .first(conn)
-                .await
-                .optional()?;
-            return match rotated {
-                Some((family_id, Some(_))) => {
-                    revoke_family(conn, family_id).await?;
-                    Ok(Rotation::Reused)
-                }
-                _ => Ok(Rotation::Invalid),
-            };
+        let Some(family_id) = refresh_tokens::table
+            .find(old_hash)
+            .select(refresh_tokens::family_id)
+            .first::<Uuid>(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(Rotation::Invalid);
         };
-
         let live: Option<(Uuid, DateTime<Utc>)> = refresh_families::table
             .find(family_id)
             .filter(refresh_families::revoked_at.is_null())
             .filter(refresh_families::expires_at.gt(now))
             .select((refresh_families::user_id, refresh_families::expires_at))
+            .for_update()
             .first(conn)
             .await
             .optional()?;
         let Some((user_id, session_expires_at)) = live else {
             return Ok(Rotation::Invalid);
         };
+
+        let spent = diesel::update(
+            refresh_tokens::table
+                .find(old_hash)
+                .filter(refresh_tokens::rotated_at.is_null())
+                .filter(refresh_tokens::expires_at.gt(now)),
+        )
+        .set(refresh_tokens::rotated_at.eq(now))
+        .execute(conn)
+        .await?
+            == 1;
+        let retry = !spent;
+        if retry {
+            let (rotated, recently): (bool, Option<bool>) = refresh_tokens::table
+                .find(old_hash)
+                .select((
+                    refresh_tokens::rotated_at.is_not_null(),
+                    (refresh_tokens::rotated_at + grace).gt(now),
+                ))
+                .first(conn)
+                .await?;
+            if !rotated {
+                return Ok(Rotation::Invalid);
+            }
+            if reuse_interval.is_zero() || recently != Some(true) {
+                revoke_family(conn, family_id).await?;
+                return Ok(Rotation::Reused);
+            }
+            diesel::update(
+                refresh_tokens::table
+                    .filter(refresh_tokens::family_id.eq(family_id))
+                    .filter(refresh_tokens::rotated_at.is_null()),
+            )
+            .set(refresh_tokens::rotated_at.eq(now))
+            .execute(conn)
+            .await?;
+        }
+
         let expires_at = new_expires_at.min(session_expires_at);
         diesel::insert_into(refresh_tokens::table)
             .values((
@@ -133,6 +170,7 @@ pub async fn rotate(
             user_id,
             family_id,
             expires_at,
+            retry,
         })
     })
     .await

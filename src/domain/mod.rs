@@ -3,11 +3,13 @@
 
 mod cursor;
 mod etag;
+mod idempotency;
 mod news;
 mod user;
 
 pub use cursor::{Cursor, SortOrder};
 pub use etag::{TagCondition, entity_tag};
+pub use idempotency::{IdempotencyKey, RequestFingerprint};
 pub use news::{NewsBody, NewsDraft, NewsEdit, NewsTitle, Timestamp};
 pub use user::{
     Email, MAX_CANONICAL_EMAIL_BYTES, NewUser, Password, Role, SigninEmail, SigninPassword,

@@ -1,6 +1,8 @@
 //! Query-level tests of `db/`: the statements themselves, on a fresh database cloned from the
 //! migrated template, without a server in between.
 
+use std::time::Duration;
+
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use newsapi::{
@@ -206,14 +208,14 @@ async fn a_rotated_refresh_token_presented_again_revokes_its_whole_session() {
     .unwrap();
     assert_eq!(expires_at, later, "a token never outlives its session");
 
-    // Act: rotate once, then present the spent token again, then the new one.
-    let rotated = sessions::rotate(&mut conn, &first, &second, later)
+    // Act: rotate once, then present the spent token again (no reuse interval), then the new one.
+    let rotated = sessions::rotate(&mut conn, &first, &second, later, Duration::ZERO)
         .await
         .unwrap();
-    let reused = sessions::rotate(&mut conn, &first, &third, later)
+    let reused = sessions::rotate(&mut conn, &first, &third, later, Duration::ZERO)
         .await
         .unwrap();
-    let after_reuse = sessions::rotate(&mut conn, &second, &third, later)
+    let after_reuse = sessions::rotate(&mut conn, &second, &third, later, Duration::ZERO)
         .await
         .unwrap();
 
@@ -232,6 +234,7 @@ async fn a_rotated_refresh_token_presented_again_revokes_its_whole_session() {
         &hash_refresh_token("never issued"),
         &third,
         later,
+        Duration::ZERO,
     )
     .await
     .unwrap();

@@ -13,6 +13,7 @@ mod faults;
 mod hashing;
 mod helpers;
 mod hygiene;
+mod idempotency;
 mod lifecycle;
 mod metrics;
 mod news;

@@ -13,6 +13,9 @@ use crate::helpers::{
 const ADA: &str = "ada@example.com";
 const BOB: &str = "bob@example.com";
 
+/// Every reuse of a rotated refresh token is theft: the tests of reuse detection itself.
+const NO_REUSE_INTERVAL: &[(&str, &str)] = &[("REFRESH_REUSE_INTERVAL_SECS", "0")];
+
 /// Signs `email` up, without starting a session.
 async fn sign_up(app: &TestApp, email: &str) {
     let response = app
@@ -122,7 +125,7 @@ async fn signin_returns_an_access_token_and_a_refresh_token_with_their_lifetimes
 #[tokio::test(flavor = "multi_thread")]
 async fn refreshing_returns_a_new_pair_that_works_and_the_old_refresh_token_then_gets_401() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_with(NO_REUSE_INTERVAL).await;
     let first = signed_in(&app, ADA).await;
     let user_id = whoami_id(&app, access_token(&first)).await;
 
@@ -149,7 +152,7 @@ async fn refreshing_returns_a_new_pair_that_works_and_the_old_refresh_token_then
 #[tokio::test(flavor = "multi_thread")]
 async fn presenting_a_rotated_refresh_token_revokes_its_whole_family() {
     // Arrange: sign in, then rotate twice
-    let app = spawn_app().await;
+    let app = spawn_app_with(NO_REUSE_INTERVAL).await;
     let first = signed_in(&app, ADA).await;
     let second = rotated(&app, refresh_token(&first)).await;
     let third = rotated(&app, refresh_token(&second)).await;
@@ -179,7 +182,7 @@ async fn presenting_a_rotated_refresh_token_revokes_its_whole_family() {
 #[tokio::test(flavor = "multi_thread")]
 async fn reuse_of_a_refresh_token_leaves_the_users_other_sessions_alone() {
     // Arrange: two sign-ins of one user, and a rotation in the first
-    let app = spawn_app().await;
+    let app = spawn_app_with(NO_REUSE_INTERVAL).await;
     let laptop = signed_in(&app, ADA).await;
     let phone = app.tokens(ADA, PASSWORD).await;
     rotated(&app, refresh_token(&laptop)).await;
@@ -198,7 +201,7 @@ async fn reuse_of_a_refresh_token_leaves_the_users_other_sessions_alone() {
 #[tokio::test(flavor = "multi_thread")]
 async fn of_two_concurrent_refreshes_with_the_same_token_exactly_one_succeeds() {
     // Arrange
-    let app = spawn_app().await;
+    let app = spawn_app_with(NO_REUSE_INTERVAL).await;
     sign_up(&app, ADA).await;
 
     for round in 0..5 {
@@ -225,6 +228,99 @@ async fn of_two_concurrent_refreshes_with_the_same_token_exactly_one_succeeds() 
             "round {round}: one new refresh token besides the first"
         );
     }
+}
+
+/// How many refresh tokens of the session `tokens` belongs to still work (are not spent).
+async fn working_refresh_tokens(app: &TestApp, tokens: &Value) -> i64 {
+    db_count(
+        app,
+        &format!(
+            "SELECT count(*) FROM refresh_tokens WHERE family_id = '{}' AND rotated_at IS NULL",
+            session_of(tokens)
+        ),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refresh_retried_within_the_reuse_interval_gets_a_working_pair_in_the_same_session() {
+    // Arrange: the default interval (10 s); the answer to the first refresh is "lost".
+    let app = spawn_app().await;
+    let first = signed_in(&app, ADA).await;
+    let user_id = whoami_id(&app, access_token(&first)).await;
+    let lost = rotated(&app, refresh_token(&first)).await;
+
+    // Act: the client retries with the token it still has.
+    let retried = rotated(&app, refresh_token(&first)).await;
+
+    // Assert
+    assert_eq!(session_of(&retried), session_of(&first), "same session");
+    assert_ne!(refresh_token(&retried), refresh_token(&lost));
+    assert_eq!(whoami_id(&app, access_token(&retried)).await, user_id);
+    assert_eq!(whoami_id(&app, access_token(&lost)).await, user_id);
+    assert_eq!(revoked_sessions(&app).await, 0);
+    assert_eq!(
+        working_refresh_tokens(&app, &first).await,
+        1,
+        "only the newest refresh token works"
+    );
+    let next = rotated(&app, refresh_token(&retried)).await;
+    assert_eq!(whoami_id(&app, access_token(&next)).await, user_id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_racing_refreshes_within_the_reuse_interval_both_get_working_pairs() {
+    // Arrange
+    let app = spawn_app().await;
+    sign_up(&app, ADA).await;
+
+    for round in 0..5 {
+        let tokens = app.tokens(ADA, PASSWORD).await;
+        let refresh = refresh_token(&tokens);
+
+        // Act
+        let (a, b) = tokio::join!(app.refresh(refresh), app.refresh(refresh));
+
+        // Assert
+        assert_eq!(
+            (a.status().as_u16(), b.status().as_u16()),
+            (200, 200),
+            "round {round}"
+        );
+        let (a, b): (Value, Value) = (a.json().await.unwrap(), b.json().await.unwrap());
+        for pair in [&a, &b] {
+            assert_eq!(session_of(pair), session_of(&tokens), "round {round}");
+            assert_eq!(app.whoami(access_token(pair)).await.status(), 200);
+        }
+        assert_eq!(
+            working_refresh_tokens(&app, &tokens).await,
+            1,
+            "round {round}: one working refresh token per session"
+        );
+    }
+    assert_eq!(revoked_sessions(&app).await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn past_the_reuse_interval_a_replaced_refresh_token_revokes_the_session() {
+    // Arrange: a 1 s interval; a retry replaces the token the first refresh issued.
+    let app = spawn_app_with(&[("REFRESH_REUSE_INTERVAL_SECS", "1")]).await;
+    let first = signed_in(&app, ADA).await;
+    let lost = rotated(&app, refresh_token(&first)).await;
+    let retried = rotated(&app, refresh_token(&first)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // The newest token works past the interval.
+    let newest = rotated(&app, refresh_token(&retried)).await;
+
+    // Act: the token the lost answer carried, presented after the interval.
+    let reuse = app.refresh(refresh_token(&lost)).await;
+
+    // Assert
+    assert_invalid_token(reuse).await;
+    assert_eq!(revoked_sessions(&app).await, 1);
+    assert_invalid_token(app.refresh(refresh_token(&newest)).await).await;
+    assert_invalid_token(app.whoami(access_token(&newest)).await).await;
+    assert_invalid_token(app.refresh(refresh_token(&first)).await).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

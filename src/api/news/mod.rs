@@ -5,6 +5,7 @@ mod responses;
 mod wire;
 
 use chrono::{DateTime, Utc};
+use poem::Request;
 use poem_openapi::{
     OpenApi,
     param::{Header, Path, Query},
@@ -23,10 +24,17 @@ use self::{
         json_size_bound,
     },
 };
-use super::{ApiTags, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody};
+use super::{
+    ApiTags, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody, JsonBytes, idempotency,
+};
 use crate::{
-    db::news::{self as db_news, NewsChanges, NewsFilter, WriteOutcome, Writer},
-    domain::{Cursor, Role, SortOrder, TagCondition, Timestamp, entity_tag},
+    db::{
+        idempotency::{self as db_idempotency, StoredResponse},
+        news::{self as db_news, NewsChanges, NewsFilter, NewsRow, WriteOutcome, Writer},
+    },
+    domain::{
+        Cursor, NewsDraft, RequestFingerprint, Role, SortOrder, TagCondition, Timestamp, entity_tag,
+    },
     error::ApiError,
 };
 
@@ -105,20 +113,69 @@ impl NewsApi {
     /// Publish a news item
     ///
     /// The signed-in user becomes its author. `date_created` defaults to now.
+    ///
+    /// With an `Idempotency-Key` the request may be retried safely (IETF httpapi
+    /// idempotency-key draft): the first request with a key creates the item and its response is
+    /// kept for 24 hours; a retry with the same key and the same request gets that response again,
+    /// byte for byte, with `Idempotent-Replayed: true`, and creates nothing. Keys are the signed-in
+    /// user's own. The same key with another request is 422; a retry while the first request is
+    /// still running is 409. Only a created item uses up a key: a request that fails (4xx, 503)
+    /// leaves its key free to be tried again.
     #[oai(path = "/news", method = "post", operation_id = "createNews")]
     async fn create(
         &self,
+        req: &Request,
         user: CurrentUser,
         mut db: Db,
+        /// Makes the request safe to retry: 1 to 255 visible ASCII characters (a UUID will do), as
+        /// the draft's quoted string (`"…"`) or bare; both forms name the same key. No `"` or `\`
+        /// inside. Kept for 24 hours per user; anything else is 400
+        #[oai(
+            name = "Idempotency-Key",
+            validator(pattern = r#"^("[!#-\[\]-~]{1,255}"|[!#-\[\]-~]{1,255})$"#)
+        )]
+        #[expect(unused_variables, reason = "declares the header; `key_of` reads it")]
+        idempotency_key: Header<Option<String>>,
         body: JsonBody<NewsInput>,
     ) -> Result<CreateResponse, Errors<CreateErrors>> {
+        let key = idempotency::key_of(req)?;
         let draft = body.0.parse()?;
-        let news = db
-            .run(async |c| db_news::insert_news(c, user.id, draft).await)
-            .await?;
-        let location = format!("/news/{}", news.id);
-        let tag = entity_tag(news.version);
-        Ok(CreateResponse::Created(Json(news.into()), location, tag))
+        let (stored, replayed) = match key {
+            None => {
+                let row = db
+                    .run(async |c| db_news::insert_news(c, user.id, draft).await)
+                    .await?;
+                (created(&row)?, false)
+            }
+            Some(key) => {
+                let fingerprint = fingerprint(&draft);
+                let outcome = db
+                    .run(async |c| {
+                        db_idempotency::create_news_once(
+                            c,
+                            user.id,
+                            &key,
+                            fingerprint,
+                            draft,
+                            |row| {
+                                // Encoding a row as JSON does not fail; if it did, it would be a 500.
+                                created(row).map_err(|e| {
+                                    diesel::result::Error::SerializationError(Box::new(e))
+                                })
+                            },
+                        )
+                        .await
+                    })
+                    .await?;
+                idempotency::answer(outcome)?
+            }
+        };
+        Ok(CreateResponse::Created(
+            JsonBytes::from_encoded(stored.body),
+            stored.location.unwrap_or_default(),
+            stored.etag.unwrap_or_default(),
+            replayed.then(|| "true".to_string()),
+        ))
     }
 
     /// Count the news that match the filters
@@ -274,6 +331,31 @@ impl NewsApi {
             count: i64::try_from(count).unwrap_or(i64::MAX),
         })))
     }
+}
+
+/// The response to a create, as sent and as recorded for an `Idempotency-Key`.
+fn created(row: &NewsRow) -> Result<StoredResponse, ApiError> {
+    Ok(StoredResponse {
+        status: 201,
+        body: JsonBytes::encode(&News::from(row.clone()))?.into_bytes(),
+        location: Some(format!("/news/{}", row.id)),
+        etag: Some(entity_tag(row.version)),
+    })
+}
+
+/// What makes two creates the same request: the operation and the draft as parsed (so spacing
+/// and key order in the JSON do not matter, and a left-out `date_created` is not a date).
+fn fingerprint(draft: &NewsDraft) -> RequestFingerprint {
+    let date = draft.date_created.map(|date| {
+        date.get()
+            .to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)
+    });
+    RequestFingerprint::of(&[
+        b"POST /news",
+        draft.title.as_str().as_bytes(),
+        draft.body.as_str().as_bytes(),
+        date.as_deref().unwrap_or("-").as_bytes(),
+    ])
 }
 
 /// The versions an `If-Match` header names; `None` when any version will do.

@@ -3,20 +3,25 @@
 use poem_openapi::ApiResponse;
 
 use super::wire::{News, NewsCount, NewsPage};
-use crate::api::{Json, errors::error_statuses};
+use crate::api::{Json, JsonBytes, errors::error_statuses};
 
 #[derive(ApiResponse)]
 pub(super) enum CreateResponse {
     /// The new news item
+    // Already encoded: the bytes recorded for an `Idempotency-Key` are the bytes sent.
     #[oai(status = 201)]
     Created(
-        Json<News>,
+        JsonBytes<News>,
         /// The URL of the new news item
         #[oai(header = "Location")]
         String,
         /// The news item's current entity tag, for `If-Match` and `If-None-Match`
         #[oai(header = "ETag")]
         String,
+        /// `true` when this is the response first given to an earlier request with the same
+        /// `Idempotency-Key`, sent again; absent otherwise
+        #[oai(header = "Idempotent-Replayed")]
+        Option<String>,
     ),
 }
 
@@ -93,7 +98,7 @@ pub(super) enum DeleteResponse {
 
 error_statuses! {
     ListErrors: 400, 401, 500, 503;
-    CreateErrors: 400, 401, 408, 413, 415, 422, 500, 503;
+    CreateErrors: 400, 401, 408, 409, 413, 415, 422, 500, 503;
     GetErrors: 400, 401, 404, 500, 503;
     WriteErrors: 400, 401, 403, 404, 408, 412, 413, 415, 422, 500, 503;
     BulkErrors: 400, 401, 403, 408, 413, 415, 422, 500, 503;
