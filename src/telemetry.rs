@@ -19,7 +19,7 @@ use tracing::{Instrument, Subscriber};
 use tracing_subscriber::{EnvFilter, fmt::MakeWriter};
 use uuid::Uuid;
 
-use crate::{api::Contract, config::LogFormat};
+use crate::{api::Contract, cancel::Cancellation, config::LogFormat};
 
 /// Installs the global subscriber, writing to stderr; a second call does nothing.
 ///
@@ -214,7 +214,8 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
 /// `request_id`, `user_id` (once the bearer token was verified), `remote_addr`. It is written for
 /// every request that reached the application: answered, refused, panicked (the 500 it got), or
 /// dropped before its answer (the client hung up, or the server cut it off): then `status` is
-/// 499, nginx's "client closed request", and `cancelled` is true.
+/// 499, nginx's "client closed request" (503 when the connection layer cancelled it and answered
+/// 503 itself), and `cancelled` is true.
 ///
 /// What must not reach a log does not:
 /// - The query string keeps its parameter names and loses every value (`?access_token=…`): a
@@ -295,6 +296,7 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
             id,
             context,
             remote_addr,
+            cancellation: req.extensions().get::<Cancellation>().cloned(),
             start: Instant::now(),
             written: false,
         };
@@ -328,6 +330,9 @@ struct AccessLine {
     id: RequestId,
     context: Option<Arc<RequestContext>>,
     remote_addr: String,
+    /// Set when the connection layer serves the request: it tells a request it cancels (and
+    /// answers 503 for) from one whose client went away.
+    cancellation: Option<Cancellation>,
     start: Instant,
     written: bool,
 }
@@ -367,7 +372,19 @@ impl AccessLine {
 impl Drop for AccessLine {
     fn drop(&mut self) {
         if !self.written {
-            self.emit(CLIENT_CLOSED_REQUEST, None, true);
+            // The connection layer answers a request it cancels (past REQUEST_TIMEOUT_SECS, or at
+            // the end of the shutdown grace) with a 503 of its own; anything else dropped is a
+            // client that went away.
+            let status = if self
+                .cancellation
+                .as_ref()
+                .is_some_and(Cancellation::is_cancelled)
+            {
+                StatusCode::SERVICE_UNAVAILABLE.as_u16()
+            } else {
+                CLIENT_CLOSED_REQUEST
+            };
+            self.emit(status, None, true);
         }
     }
 }

@@ -6,7 +6,7 @@
 #   SEED_USERS (10000) SEED_NEWS (100000)  size of the seed
 #   BCRYPT_COST (12)                       the production server's cost; a second server runs at 10
 #   DATABASE_POOL_SIZE (16)                the servers' pool size
-#   BENCH_RUST_LOG (warn)                  the servers' RUST_LOG
+#   BENCH_RUST_LOG (info, as shipped)      the servers' RUST_LOG
 #   SERVER_LD_PRELOAD                      e.g. an allocator to try (libjemalloc.so.2)
 #   BENCH_PORT (3180)                      first of five ports used on 127.0.0.1
 #   BENCH_DB (newsapi_bench)               the benchmark database (dropped and re-created)
@@ -178,7 +178,9 @@ start_newsapi() {
 server_env() {
     export JWT_SECRET
     JWT_SECRET=$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-    export RUST_LOG=${BENCH_RUST_LOG:-warn} ACCESS_TOKEN_TTL_SECS=86400 \
+    # Observability as shipped: the access line of every request (RUST_LOG=info, JSON into the
+    # server's log file), request ids and /metrics are on while the scenarios run.
+    export RUST_LOG=${BENCH_RUST_LOG:-info} ACCESS_TOKEN_TTL_SECS=86400 \
         DATABASE_POOL_SIZE=$POOL DATABASE_POOL_TIMEOUT_MS=${DATABASE_POOL_TIMEOUT_MS:-1000}
 }
 

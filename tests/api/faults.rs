@@ -12,8 +12,9 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        PASSWORD, TEST_SECRET, TestApp, TestDatabase, assert_problem_for, author_with_news,
-        db_count, news_rows, spawn_app_via, spawn_app_with, stored_news, wait_for_db,
+        AuthorWithNews, PASSWORD, TEST_SECRET, TestApp, TestDatabase, assert_problem_for,
+        author_with_news, db_count, news_rows, spawn_app_via, spawn_app_with, stored_news,
+        wait_for_db,
     },
     proxy::Proxy,
 };
@@ -129,26 +130,7 @@ async fn connections_reset_mid_query_under_load_are_503_never_500() {
     let author = author_with_news(&app).await;
     let mut holder = app.db.connect().await;
     hold_row(&mut holder, &author.id).await;
-    let blocked: Vec<_> = (0..2)
-        .map(|i| {
-            let request = app
-                .authed(
-                    Method::PATCH,
-                    &format!("/news/{}", author.id),
-                    &author.token,
-                )
-                .json(&json!({"title": format!("Blocked {i}")}));
-            tokio::spawn(async move { request.send().await.unwrap() })
-        })
-        .collect();
-    wait_for_db(
-        &app,
-        "SELECT count(*) / 2 FROM pg_stat_activity \
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        "the writes to wait for the row lock",
-        Duration::from_secs(5),
-    )
-    .await;
+    let blocked = two_patches_waiting_on_the_row(&app, &author, "Blocked").await;
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let (app_client, address, token) = (
@@ -318,26 +300,7 @@ async fn a_pool_of_two_held_busy_answers_a_third_request_503_busy_and_stays_read
     let author = author_with_news(&app).await;
     let mut holder = app.db.connect().await;
     hold_row(&mut holder, &author.id).await;
-    let held: Vec<_> = (0..2)
-        .map(|i| {
-            let request = app
-                .authed(
-                    Method::PATCH,
-                    &format!("/news/{}", author.id),
-                    &author.token,
-                )
-                .json(&json!({"title": format!("Held {i}")}));
-            tokio::spawn(async move { request.send().await.unwrap() })
-        })
-        .collect();
-    wait_for_db(
-        &app,
-        "SELECT count(*) / 2 FROM pg_stat_activity \
-         WHERE datname = current_database() AND wait_event_type = 'Lock'",
-        "both pooled connections to wait for the row lock",
-        Duration::from_secs(5),
-    )
-    .await;
+    let held = two_patches_waiting_on_the_row(&app, &author, "Held").await;
 
     // Act
     let third = app
@@ -481,6 +444,36 @@ async fn hold_row(conn: &mut AsyncPgConnection, id: &str) {
         &format!("SELECT 1 FROM news WHERE id = '{id}' FOR UPDATE"),
     )
     .await;
+}
+
+/// Two PATCHes of `author`'s news item (titled `label 0` and `label 1`), sent at once; returns once
+/// PostgreSQL shows both waiting for the row lock the test holds.
+async fn two_patches_waiting_on_the_row(
+    app: &TestApp,
+    author: &AuthorWithNews,
+    label: &str,
+) -> Vec<tokio::task::JoinHandle<Response>> {
+    let patches = (0..2)
+        .map(|i| {
+            let request = app
+                .authed(
+                    Method::PATCH,
+                    &format!("/news/{}", author.id),
+                    &author.token,
+                )
+                .json(&json!({"title": format!("{label} {i}")}));
+            tokio::spawn(async move { request.send().await.unwrap() })
+        })
+        .collect();
+    wait_for_db(
+        app,
+        "SELECT count(*) / 2 FROM pg_stat_activity \
+         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+        "both PATCHes to wait for the row lock",
+        Duration::from_secs(5),
+    )
+    .await;
+    patches
 }
 
 /// Ends the test's transaction, releasing its locks.

@@ -151,6 +151,14 @@ async fn a_request_past_its_deadline_is_answered_503_and_its_write_never_lands()
         .await;
     assert!(line.contains("WARN") && line.contains("PATCH"), "{line}");
     assert!(line.contains(&format!("/news/{}", author.id)), "{line}");
+    // ... and its access line says what the client got
+    let access = server
+        .wait_for_line(|l| l.contains("newsapi::access") && l.contains("deadline-patch-1"))
+        .await;
+    assert!(
+        access.contains("status=503") && access.contains("cancelled=true"),
+        "{access}"
+    );
     // ... and the server serves on: the same change, asked again, is made once
     let response = app
         .authed(
