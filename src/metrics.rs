@@ -23,7 +23,10 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Method};
+use poem::{
+    Endpoint, IntoResponse, Middleware, Request, Response,
+    http::{Method, StatusCode},
+};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -36,7 +39,9 @@ use prometheus_client::{
     registry::{Registry, Unit},
 };
 
-use crate::{api::Contract, auth::PasswordHasher, auth::SigninError, db::DbPool};
+use crate::{
+    api::Contract, auth::PasswordHasher, auth::SigninError, cancel::Cancellation, db::DbPool,
+};
 
 /// The `Content-Type` of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -305,18 +310,52 @@ pub struct RecordMetricsEndpoint<E> {
 
 /// One request in flight: counted while it lives, so a request whose client goes away (its
 /// future dropped) leaves the gauge too. Such a request has no status and is not counted.
-struct InFlight<'a>(&'a Gauge);
+/// One request being recorded: in flight from its creation to its drop, and counted once — with
+/// its status when it is answered here, or, when the connection layer cancels it (past
+/// `REQUEST_TIMEOUT_SECS`, or at the end of the shutdown grace), as the 503 that layer answers.
+/// A request whose client went away has no status and is not counted.
+struct Recording<'a> {
+    metrics: &'a Metrics,
+    method: &'static str,
+    route: &'static str,
+    started: Instant,
+    cancellation: Option<Cancellation>,
+    counted: bool,
+}
 
-impl<'a> InFlight<'a> {
-    fn enter(gauge: &'a Gauge) -> Self {
-        gauge.inc();
-        Self(gauge)
+impl<'a> Recording<'a> {
+    fn start(metrics: &'a Metrics, req: &Request, contract: &'static Contract) -> Self {
+        metrics.in_flight.inc();
+        Self {
+            metrics,
+            method: method_label(req.method()),
+            route: contract
+                .route_template(req.uri().path())
+                .unwrap_or(UNMATCHED),
+            started: Instant::now(),
+            cancellation: req.extensions().get::<Cancellation>().cloned(),
+            counted: false,
+        }
+    }
+
+    fn count(&mut self, status: u16) {
+        self.counted = true;
+        self.metrics
+            .record(self.method, self.route, status, self.started.elapsed());
     }
 }
 
-impl Drop for InFlight<'_> {
+impl Drop for Recording<'_> {
     fn drop(&mut self) {
-        self.0.dec();
+        self.metrics.in_flight.dec();
+        if !self.counted
+            && self
+                .cancellation
+                .as_ref()
+                .is_some_and(Cancellation::is_cancelled)
+        {
+            self.count(StatusCode::SERVICE_UNAVAILABLE.as_u16());
+        }
     }
 }
 
@@ -324,13 +363,7 @@ impl<E: Endpoint> Endpoint for RecordMetricsEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
-        let method = method_label(req.method());
-        let route = self
-            .contract
-            .route_template(req.uri().path())
-            .unwrap_or(UNMATCHED);
-        let _in_flight = InFlight::enter(&self.metrics.in_flight);
-        let started = Instant::now();
+        let mut recording = Recording::start(&self.metrics, &req, self.contract);
         let result = CURRENT
             .scope(Arc::clone(&self.metrics), self.inner.call(req))
             .await
@@ -339,8 +372,7 @@ impl<E: Endpoint> Endpoint for RecordMetricsEndpoint<E> {
             Ok(response) => response.status(),
             Err(err) => err.status(),
         };
-        self.metrics
-            .record(method, route, status.as_u16(), started.elapsed());
+        recording.count(status.as_u16());
         result
     }
 }
