@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 
 use crate::{
     helpers::{
-        AuthorWithNews, PASSWORD, TEST_SECRET, TestApp, TestDatabase, assert_problem_for,
+        AuthorWithNews, PASSWORD, RowLock, TEST_SECRET, TestApp, TestDatabase, assert_problem_for,
         author_with_news, db_count, news_rows, spawn_app_via, spawn_app_with, stored_news,
         wait_for_db,
     },
@@ -128,8 +128,7 @@ async fn connections_reset_mid_query_under_load_are_503_never_500() {
     ])
     .await;
     let author = author_with_news(&app).await;
-    let mut holder = app.db.connect().await;
-    hold_row(&mut holder, &author.id).await;
+    let lock = RowLock::take(&app, &author.id).await;
     let blocked = two_patches_waiting_on_the_row(&app, &author, "Blocked").await;
     let writers: Vec<_> = (0..4)
         .map(|w| {
@@ -181,7 +180,7 @@ async fn connections_reset_mid_query_under_load_are_503_never_500() {
             }
         }
     }
-    release(&mut holder).await;
+    lock.release().await;
     // A write reset while its COMMIT was under way (or while it waited for a lock: PostgreSQL
     // notices a vanished client only when it next writes to it) may have committed
     // unacknowledged; none is lost, none is doubled.
@@ -231,8 +230,7 @@ async fn a_row_lock_makes_a_patch_503_busy_after_the_lock_timeout_and_changes_no
     let app = spawn_app_with(FAST).await;
     let author = author_with_news(&app).await;
     let before = stored_news(&app, &author.id).await;
-    let mut holder = app.db.connect().await;
-    hold_row(&mut holder, &author.id).await;
+    let lock = RowLock::take(&app, &author.id).await;
     let patch = || {
         app.authed(
             Method::PATCH,
@@ -251,7 +249,7 @@ async fn a_row_lock_makes_a_patch_503_busy_after_the_lock_timeout_and_changes_no
     assert_unavailable(response, "busy", "a PATCH on a locked row").await;
     assert!(took < Duration::from_secs(3), "the PATCH took {took:?}");
     assert_eq!(stored_news(&app, &author.id).await, before);
-    release(&mut holder).await;
+    lock.release().await;
     let response = patch().send().await.unwrap();
     assert_eq!(response.status(), 200, "once the lock is released");
     assert!(stored_news(&app, &author.id).await.starts_with("Changed|"));
@@ -271,7 +269,7 @@ async fn a_transaction_cut_off_by_the_lock_timeout_is_rolled_back_and_its_connec
 
     // Assert: 503 busy, and the user row the transaction had inserted is gone
     assert_unavailable(response, "busy", "a sign-up behind a table lock").await;
-    release(&mut holder).await;
+    execute(&mut holder, "ROLLBACK").await;
     let users = "SELECT count(*) FROM users WHERE email = 'late@example.com'";
     assert_eq!(
         db_count(&app, users).await,
@@ -298,8 +296,7 @@ async fn a_pool_of_two_held_busy_answers_a_third_request_503_busy_and_stays_read
     ])
     .await;
     let author = author_with_news(&app).await;
-    let mut holder = app.db.connect().await;
-    hold_row(&mut holder, &author.id).await;
+    let lock = RowLock::take(&app, &author.id).await;
     let held = two_patches_waiting_on_the_row(&app, &author, "Held").await;
 
     // Act
@@ -313,7 +310,7 @@ async fn a_pool_of_two_held_busy_answers_a_third_request_503_busy_and_stays_read
     // Assert
     assert_unavailable(third, "busy", "a third request with both connections held").await;
     assert_eq!(ready.status(), 200, "a busy pool is not a database down");
-    release(&mut holder).await;
+    lock.release().await;
     for held in held {
         assert_eq!(held.await.unwrap().status(), 200, "a held PATCH, released");
     }
@@ -436,16 +433,6 @@ async fn execute(conn: &mut AsyncPgConnection, sql: &str) {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
 }
 
-/// Opens a transaction on `conn` that holds news item `id`'s row lock until [`release`].
-async fn hold_row(conn: &mut AsyncPgConnection, id: &str) {
-    execute(conn, "BEGIN").await;
-    execute(
-        conn,
-        &format!("SELECT 1 FROM news WHERE id = '{id}' FOR UPDATE"),
-    )
-    .await;
-}
-
 /// Two PATCHes of `author`'s news item (titled `label 0` and `label 1`), sent at once; returns once
 /// PostgreSQL shows both waiting for the row lock the test holds.
 async fn two_patches_waiting_on_the_row(
@@ -474,9 +461,4 @@ async fn two_patches_waiting_on_the_row(
     )
     .await;
     patches
-}
-
-/// Ends the test's transaction, releasing its locks.
-async fn release(conn: &mut AsyncPgConnection) {
-    execute(conn, "ROLLBACK").await;
 }

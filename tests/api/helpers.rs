@@ -314,6 +314,20 @@ impl TestApp {
             .await
             .unwrap()
     }
+
+    /// Whether the main listener's `GET /metrics` has exactly this sample line; the scrape, to
+    /// show when it has not.
+    pub async fn has_metric_line(&self, line: &str) -> (bool, String) {
+        let metrics = self
+            .request(Method::GET, "/metrics")
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        (metrics.lines().any(|l| l == line), metrics)
+    }
 }
 
 /// Sends `request` and returns its body as JSON, whatever the status.
@@ -788,6 +802,30 @@ impl Drop for LoggedServer {
         let child = self.child.get_mut().unwrap();
         let _ = child.kill();
         let _ = child.wait();
+    }
+}
+
+/// A row lock on news item `id`, held by an open transaction of the test until released: what
+/// keeps a write of the server waiting in PostgreSQL for as long as a test needs.
+pub struct RowLock(AsyncPgConnection);
+
+impl RowLock {
+    pub async fn take(app: &TestApp, id: &str) -> Self {
+        let mut conn = app.db.connect().await;
+        diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
+        let locked = diesel::sql_query(format!("SELECT 1 FROM news WHERE id = '{id}' FOR UPDATE"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(locked, 1, "the news item is locked");
+        Self(conn)
+    }
+
+    pub async fn release(mut self) {
+        diesel::sql_query("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .unwrap();
     }
 }
 

@@ -10,8 +10,8 @@ use reqwest::{Method, Response, StatusCode, header};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    LoggedServer, PASSWORD, access_token, assert_problem, assert_problem_for, db_count, db_execute,
-    error_fields, refresh_token, spawn_app, spawn_app_with,
+    LoggedServer, PASSWORD, access_token, assert_problem, assert_problem_for, client_from,
+    db_count, db_execute, error_fields, refresh_token, spawn_app, spawn_app_with,
 };
 
 const ADA: &str = "ada@example.com";
@@ -625,10 +625,7 @@ async fn behind_a_trusted_proxy_an_unparsable_forwarded_hop_is_the_client_and_en
         assert_eq!(response.status(), 401, "{forwarded}");
     }
     // And another peer, not a proxy, is itself, whatever it claims.
-    let other = reqwest::Client::builder()
-        .local_address(Some("127.0.0.2".parse().unwrap()))
-        .build()
-        .unwrap();
+    let other = client_from(2);
     let response = other
         .post(format!("{}/signin", app.address))
         .header("x-forwarded-for", "garbage")

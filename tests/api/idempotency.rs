@@ -102,18 +102,8 @@ async fn a_retry_with_the_same_key_and_body_replays_the_first_response_byte_for_
     }
     assert_eq!(news_rows(&app).await, 1, "nothing created by the retries");
     assert_eq!(key_rows(&app).await, 1);
-    let metrics = app
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.lines().any(|l| l == "idempotent_replays_total 3"),
-        "three replays counted: {metrics}"
-    );
+    let (counted, metrics) = app.has_metric_line("idempotent_replays_total 3").await;
+    assert!(counted, "three replays counted: {metrics}");
     let news: Value = serde_json::from_slice(&first.body).unwrap();
     assert_eq!(news["title"], "Rust 2.0", "{news}");
 }

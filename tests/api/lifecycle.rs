@@ -10,13 +10,12 @@
 
 use std::time::Duration;
 
-use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use reqwest::{Method, Response};
 use serde_json::json;
 use tokio::time::Instant;
 
 use crate::helpers::{
-    LoggedServer, TestApp, assert_problem, author_with_news, stored_news, wait_for_db,
+    LoggedServer, RowLock, TestApp, assert_problem, author_with_news, stored_news, wait_for_db,
 };
 
 /// The longest any test waits for something it expects to happen.
@@ -34,29 +33,6 @@ async fn start(env: &[(&str, &str)], open_files: Option<u32>) -> LoggedServer {
     let mut settings = PATIENT_DATABASE.to_vec();
     settings.extend_from_slice(env);
     LoggedServer::start_with("text", &settings, open_files).await
-}
-
-/// A row lock on news item `id`, held by an open transaction of the test until released.
-struct RowLock(AsyncPgConnection);
-
-impl RowLock {
-    async fn take(app: &TestApp, id: &str) -> Self {
-        let mut conn = app.db.connect().await;
-        diesel::sql_query("BEGIN").execute(&mut conn).await.unwrap();
-        let locked = diesel::sql_query(format!("SELECT 1 FROM news WHERE id = '{id}' FOR UPDATE"))
-            .execute(&mut conn)
-            .await
-            .unwrap();
-        assert_eq!(locked, 1, "the news item is locked");
-        Self(conn)
-    }
-
-    async fn release(mut self) {
-        diesel::sql_query("ROLLBACK")
-            .execute(&mut self.0)
-            .await
-            .unwrap();
-    }
 }
 
 /// Statements of this database waiting for a lock (the server's, blocked by the test's).
@@ -160,20 +136,10 @@ async fn a_request_past_its_deadline_is_answered_503_and_its_write_never_lands()
         "{access}"
     );
     // ... and so do its metrics
-    let metrics = app
-        .request(Method::GET, "/metrics")
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.lines().any(
-            |l| l == r#"http_requests_total{method="PATCH",route="/news/{id}",status="503"} 1"#
-        ),
-        "{metrics}"
-    );
+    let (counted, metrics) = app
+        .has_metric_line(r#"http_requests_total{method="PATCH",route="/news/{id}",status="503"} 1"#)
+        .await;
+    assert!(counted, "{metrics}");
     // ... and the server serves on: the same change, asked again, is made once
     let response = app
         .authed(
