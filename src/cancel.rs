@@ -18,6 +18,8 @@ use std::{
     time::Duration,
 };
 
+use poem::http::StatusCode;
+
 /// One clean-up left by a dropped part of a cancelled request.
 type CleanUp = Pin<Box<dyn Future<Output = ()> + Send>>;
 
@@ -37,6 +39,16 @@ impl Cancellation {
     #[must_use]
     pub fn is_cancelled(&self) -> bool {
         self.0.cancelled.load(Ordering::Acquire)
+    }
+
+    /// What a request whose future was dropped before its answer was answered: the 503 the
+    /// connection layer sends for a request it cancelled (`ApiError::RanTooLong` or
+    /// `ApiError::ShuttingDown`), or nothing when it was not cancelled (its client went away).
+    #[must_use]
+    pub fn dropped_answer(cancellation: Option<&Self>) -> Option<StatusCode> {
+        cancellation
+            .is_some_and(Self::is_cancelled)
+            .then_some(StatusCode::SERVICE_UNAVAILABLE)
     }
 
     /// Leaves `clean_up` to be finished by whoever cancelled the request (called from `Drop`).

@@ -23,10 +23,7 @@
 
 use std::{sync::Arc, time::Duration, time::Instant};
 
-use poem::{
-    Endpoint, IntoResponse, Middleware, Request, Response,
-    http::{Method, StatusCode},
-};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Method};
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric},
@@ -348,13 +345,10 @@ impl<'a> Recording<'a> {
 impl Drop for Recording<'_> {
     fn drop(&mut self) {
         self.metrics.in_flight.dec();
-        if !self.counted
-            && self
-                .cancellation
-                .as_ref()
-                .is_some_and(Cancellation::is_cancelled)
-        {
-            self.count(StatusCode::SERVICE_UNAVAILABLE.as_u16());
+        if !self.counted {
+            if let Some(status) = Cancellation::dropped_answer(self.cancellation.as_ref()) {
+                self.count(status.as_u16());
+            }
         }
     }
 }

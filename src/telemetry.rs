@@ -375,15 +375,8 @@ impl Drop for AccessLine {
             // The connection layer answers a request it cancels (past REQUEST_TIMEOUT_SECS, or at
             // the end of the shutdown grace) with a 503 of its own; anything else dropped is a
             // client that went away.
-            let status = if self
-                .cancellation
-                .as_ref()
-                .is_some_and(Cancellation::is_cancelled)
-            {
-                StatusCode::SERVICE_UNAVAILABLE.as_u16()
-            } else {
-                CLIENT_CLOSED_REQUEST
-            };
+            let status = Cancellation::dropped_answer(self.cancellation.as_ref())
+                .map_or(CLIENT_CLOSED_REQUEST, |status| status.as_u16());
             self.emit(status, None, true);
         }
     }
