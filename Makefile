@@ -62,7 +62,8 @@ test: prepare lint
 	echo "+ TEST_DATABASE_URL=$${TEST_DATABASE_URL%%://*}://…@$${TEST_DATABASE_URL##*@} $(CARGO) test --all-targets"; \
 	$(CARGO) test --all-targets
 	@# The tests whose answer depends on the hashing threads getting the CPU (a sign-in within 2 s
-	@# under a flood) are #[ignore]d above and run here one at a time, with nothing else competing.
+	@# under a flood), and the panic test, whose log subscriber is its own thread's, are #[ignore]d
+	@# above and run here one at a time, with nothing else competing.
 	$(CARGO) test --test api -- --ignored --test-threads=1
 	@bash tests/run-suites.sh
 

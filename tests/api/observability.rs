@@ -334,7 +334,11 @@ impl Write for Sink {
     }
 }
 
+// Run alone: its subscriber is this thread's only, and tracing caches per call site, for every
+// thread, whether anyone listens; with other tests' servers logging from other threads at the same
+// time, the access line was not delivered to it in 2 of 6 runs of the whole suite.
 #[test]
+#[ignore = "a thread's own subscriber: `make test` runs it alone (cargo test --test api -- --ignored --test-threads=1)"]
 fn a_panic_is_answered_500_problem_json_and_logged_with_its_request_id_and_a_backtrace() {
     // Arrange: the server's JSON log into a buffer, for this thread, which runs everything
     let log = Arc::new(Mutex::new(Vec::new()));
