@@ -2,6 +2,7 @@
 
 use std::{
     net::{IpAddr, SocketAddr},
+    path::PathBuf,
     str::FromStr,
     time::Duration,
 };
@@ -45,6 +46,50 @@ pub struct Config {
     pub hash_queue: HashQueueConfig,
     /// Log format and metrics address.
     pub observability: ObservabilityConfig,
+    /// How mail is sent, and the links in it.
+    pub mail: MailConfig,
+    /// Account self-service: token lifetimes, the account-mail limits, verified-email policy.
+    pub accounts: AccountConfig,
+}
+
+/// How mail leaves the server: every mail is first written to the `mail_outbox` table, in the
+/// transaction of the change that causes it, and a worker in every replica sends it.
+#[derive(Debug, Clone)]
+pub struct MailConfig {
+    /// `SMTP_URL`: the mail server, e.g. `smtp://user:pass@host:587?tls=starttls` (a secret: it may
+    /// carry a password). Unset, mails are written as `.eml` files into `outbox_dir`.
+    pub smtp_url: Option<SecretString>,
+    /// `MAIL_FROM`: the sender of every mail (default `newsapi <no-reply@localhost>`).
+    pub from: String,
+    /// `MAIL_OUTBOX_DIR`: where mails go as `.eml` files when `SMTP_URL` is unset (default `./mail`).
+    pub outbox_dir: PathBuf,
+    /// `PUBLIC_BASE_URL`: what links in mails start with, without a trailing slash (default
+    /// `http://127.0.0.1:3000`).
+    pub public_base_url: String,
+    /// `MAIL_RETRY_MAX_SECS`: the longest wait between two attempts at a mail the server could not
+    /// take; waits double from one second up to it (default 300).
+    pub retry_max: Duration,
+}
+
+/// Account self-service: password reset, email verification and change, and their limits.
+#[derive(Debug, Clone, Copy)]
+pub struct AccountConfig {
+    /// `PASSWORD_RESET_TTL_SECS`: how long a password-reset token works (default 1800).
+    pub password_reset_ttl: Duration,
+    /// `EMAIL_TOKEN_TTL_SECS`: how long an email-verification or email-change token works
+    /// (default 86400).
+    pub email_token_ttl: Duration,
+    /// `REQUIRE_VERIFIED_EMAIL`: when true, a user whose email is not verified may sign in and read
+    /// but not create, change or delete news (default false).
+    pub require_verified_email: bool,
+    /// `ACCOUNT_MAIL_MAX_PER_IP`: requests that send an account mail (forgotten password, resent
+    /// verification, email change) per client address per window (default 20).
+    pub mail_max_per_ip: i32,
+    /// `ACCOUNT_MAIL_MAX_PER_RECIPIENT`: such requests per target account (the email asked for, or
+    /// the signed-in user) per window (default 5).
+    pub mail_max_per_recipient: i32,
+    /// `ACCOUNT_MAIL_WINDOW_SECS`: the window (default 3600).
+    pub mail_window: Duration,
 }
 
 /// The pool, and the bound on every wait on the database.
@@ -314,6 +359,26 @@ impl Config {
                     })
                     .transpose()?,
             },
+            mail: MailConfig::from_lookup(&get)?,
+            accounts: AccountConfig {
+                password_reset_ttl: bounded(&get, "PASSWORD_RESET_TTL_SECS", 1800, 60..=86_400)
+                    .map(Duration::from_secs)?,
+                email_token_ttl: bounded(&get, "EMAIL_TOKEN_TTL_SECS", 86_400, 60..=30 * 86_400)
+                    .map(Duration::from_secs)?,
+                require_verified_email: get("REQUIRE_VERIFIED_EMAIL")
+                    .map(|raw| match raw.trim().to_ascii_lowercase().as_str() {
+                        "true" | "1" | "yes" => Ok(true),
+                        "false" | "0" | "no" => Ok(false),
+                        _ => Err(ConfigError(format!(
+                            "REQUIRE_VERIFIED_EMAIL must be true or false, not {raw:?}"
+                        ))),
+                    })
+                    .transpose()?
+                    .unwrap_or(false),
+                mail_max_per_ip: limit(&get, "ACCOUNT_MAIL_MAX_PER_IP", 20)?,
+                mail_max_per_recipient: limit(&get, "ACCOUNT_MAIL_MAX_PER_RECIPIENT", 5)?,
+                mail_window: positive_secs(&get, "ACCOUNT_MAIL_WINDOW_SECS", 3600)?,
+            },
         })
     }
 
@@ -363,6 +428,50 @@ impl DatabaseConfig {
                 .map(Duration::from_secs)?,
         })
     }
+}
+
+impl MailConfig {
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let public_base_url = get("PUBLIC_BASE_URL")
+            .map_or_else(|| "http://127.0.0.1:3000".to_string(), |url| url.trim().to_string());
+        if !public_base_url.starts_with("http://") && !public_base_url.starts_with("https://") {
+            return Err(ConfigError(format!(
+                "PUBLIC_BASE_URL must be an http:// or https:// URL, not {public_base_url:?}"
+            )));
+        }
+        let smtp_url = get("SMTP_URL").map(|url| url.trim().to_string());
+        if let Some(url) = &smtp_url
+            && !url.starts_with("smtp://")
+            && !url.starts_with("smtps://")
+        {
+            return Err(ConfigError(
+                "SMTP_URL must be an smtp:// or smtps:// URL".into(),
+            ));
+        }
+        Ok(Self {
+            smtp_url: smtp_url.map(SecretString::from),
+            from: get("MAIL_FROM").map_or_else(
+                || "newsapi <no-reply@localhost>".to_string(),
+                |from| from.trim().to_string(),
+            ),
+            outbox_dir: get("MAIL_OUTBOX_DIR").map_or_else(|| PathBuf::from("./mail"), PathBuf::from),
+            public_base_url: public_base_url.trim_end_matches('/').to_string(),
+            retry_max: bounded(get, "MAIL_RETRY_MAX_SECS", 300, 1..=86_400)
+                .map(Duration::from_secs)?,
+        })
+    }
+
+    /// A link for a mail: `PUBLIC_BASE_URL` + `path` + `?token=<token>` (the token is URL-safe
+    /// base64, so it needs no escaping).
+    #[must_use]
+    pub fn link(&self, path: &str, token: &str) -> String {
+        format!("{}{path}?token={token}", self.public_base_url)
+    }
+}
+
+/// A per-window limit of at least 1.
+fn limit(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<i32, ConfigError> {
+    bounded(get, name, default, 1..=1_000_000).map(|n| i32::try_from(n).unwrap_or(i32::MAX))
 }
 
 impl ConnectionConfig {

@@ -25,6 +25,7 @@ use crate::{
     config::{Config, ConnectionConfig},
     db,
     error::render_any_error,
+    mail::Mailer,
     metrics::{Metrics, RecordMetrics},
     panics::answer_panics,
     server,
@@ -102,6 +103,9 @@ impl Application {
             signup: config.signup,
             trusted_proxies: config.trusted_proxies.clone(),
             metrics: Arc::new(Metrics::new()),
+            accounts: config.accounts,
+            mail: config.mail.clone(),
+            mailer: Mailer::default(),
             metrics_on_main_listener: config.observability.metrics_addr.is_none(),
         });
         let (listener, addr) = bind(config.listen_addr).await?;

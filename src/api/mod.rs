@@ -34,8 +34,9 @@ pub use self::{
 };
 use crate::{
     auth::{JwtKeys, PasswordHasher},
-    config::{SessionConfig, SignupConfig, ThrottleConfig},
+    config::{AccountConfig, MailConfig, SessionConfig, SignupConfig, ThrottleConfig},
     db::DbPool,
+    mail::Mailer,
     metrics::Metrics,
 };
 
@@ -58,6 +59,12 @@ pub struct AppState {
     /// This application's metrics (one registry per application, so servers in one process,
     /// as in the tests, count apart).
     pub metrics: Arc<Metrics>,
+    /// Token lifetimes, the account-mail limits and the verified-email policy.
+    pub accounts: AccountConfig,
+    /// The links in mails and how mail is sent.
+    pub mail: MailConfig,
+    /// Wakes this replica's mail worker once a transaction that queued mail has committed.
+    pub mailer: Mailer,
     /// Whether the main listener answers `GET /metrics`: false when `METRICS_ADDR` names another
     /// listener for it.
     pub metrics_on_main_listener: bool,

@@ -5,6 +5,7 @@
 pub mod connect;
 pub mod failure;
 pub mod idempotency;
+pub mod mail;
 pub mod news;
 mod pool;
 pub mod schema;

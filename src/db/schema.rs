@@ -7,6 +7,19 @@ pub mod sql_types {
 }
 
 diesel::table! {
+    account_tokens (token_hash) {
+        token_hash -> Bytea,
+        user_id -> Uuid,
+        purpose -> Text,
+        new_email -> Nullable<Text>,
+        new_email_canonical -> Nullable<Text>,
+        email_canonical -> Nullable<Text>,
+        created_at -> Timestamptz,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (user_id, key) {
         user_id -> Uuid,
         key -> Text,
@@ -16,6 +29,21 @@ diesel::table! {
         response_body -> Nullable<Bytea>,
         response_location -> Nullable<Text>,
         response_etag -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    mail_outbox (id) {
+        id -> Uuid,
+        recipient -> Text,
+        subject -> Text,
+        body -> Nullable<Text>,
+        created_at -> Timestamptz,
+        attempts -> Int4,
+        next_attempt_at -> Timestamptz,
+        sent_at -> Nullable<Timestamptz>,
+        failed_at -> Nullable<Timestamptz>,
+        last_error -> Nullable<Text>,
     }
 }
 
@@ -79,9 +107,11 @@ diesel::table! {
         role -> Text,
         created_at -> Timestamptz,
         email_canonical -> Nullable<Text>,
+        email_verified_at -> Nullable<Timestamptz>,
     }
 }
 
+diesel::joinable!(account_tokens -> users (user_id));
 diesel::joinable!(idempotency_keys -> users (user_id));
 diesel::joinable!(news -> users (author_id));
 diesel::joinable!(refresh_families -> users (user_id));
@@ -89,7 +119,9 @@ diesel::joinable!(refresh_tokens -> refresh_families (family_id));
 diesel::joinable!(user_credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    account_tokens,
     idempotency_keys,
+    mail_outbox,
     news,
     refresh_families,
     refresh_tokens,

@@ -213,6 +213,14 @@ pub async fn spawn_app_via(
         ("BCRYPT_COST".into(), "4".into()),
         ("DATABASE_POOL_SIZE".into(), "4".into()),
         ("DATABASE_POOL_TIMEOUT_MS".into(), "2000".into()),
+        // Without `SMTP_URL` mail goes to files: a directory of the test's own, not ./mail.
+        (
+            "MAIL_OUTBOX_DIR".into(),
+            std::env::temp_dir()
+                .join(format!("newsapi-mail-{}", db.name))
+                .to_string_lossy()
+                .into_owned(),
+        ),
     ]);
     for (k, v) in overrides {
         vars.insert((*k).to_string(), (*v).to_string());

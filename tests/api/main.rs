@@ -21,4 +21,5 @@ mod observability;
 mod proxy;
 mod service;
 mod sessions;
+mod smtp;
 mod throttle;
