@@ -432,8 +432,10 @@ impl DatabaseConfig {
 
 impl MailConfig {
     fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let public_base_url = get("PUBLIC_BASE_URL")
-            .map_or_else(|| "http://127.0.0.1:3000".to_string(), |url| url.trim().to_string());
+        let public_base_url = get("PUBLIC_BASE_URL").map_or_else(
+            || "http://127.0.0.1:3000".to_string(),
+            |url| url.trim().to_string(),
+        );
         if !public_base_url.starts_with("http://") && !public_base_url.starts_with("https://") {
             return Err(ConfigError(format!(
                 "PUBLIC_BASE_URL must be an http:// or https:// URL, not {public_base_url:?}"
@@ -454,7 +456,8 @@ impl MailConfig {
                 || "newsapi <no-reply@localhost>".to_string(),
                 |from| from.trim().to_string(),
             ),
-            outbox_dir: get("MAIL_OUTBOX_DIR").map_or_else(|| PathBuf::from("./mail"), PathBuf::from),
+            outbox_dir: get("MAIL_OUTBOX_DIR")
+                .map_or_else(|| PathBuf::from("./mail"), PathBuf::from),
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
             retry_max: bounded(get, "MAIL_RETRY_MAX_SECS", 300, 1..=86_400)
                 .map(Duration::from_secs)?,
@@ -470,7 +473,11 @@ impl MailConfig {
 }
 
 /// A per-window limit of at least 1.
-fn limit(get: &impl Fn(&str) -> Option<String>, name: &str, default: u64) -> Result<i32, ConfigError> {
+fn limit(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+) -> Result<i32, ConfigError> {
     bounded(get, name, default, 1..=1_000_000).map(|n| i32::try_from(n).unwrap_or(i32::MAX))
 }
 

@@ -98,6 +98,15 @@ pub enum ApiError {
     /// Signed in, but not allowed to do this.
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    /// A one-time token mailed for a password reset or an email confirmation that is unknown,
+    /// used, expired or superseded by a newer one: one answer for all (400,
+    /// `/problems/invalid-token`).
+    #[error("the token is not valid")]
+    InvalidAccountToken,
+    /// `REQUIRE_VERIFIED_EMAIL` is on and the user's email is not verified (403,
+    /// `/problems/email-not-verified`).
+    #[error("the email is not verified")]
+    EmailNotVerified,
     /// No such resource.
     #[error("not found: {0}")]
     NotFound(&'static str),
@@ -189,6 +198,24 @@ impl ApiError {
             | Self::Unprocessable(detail) => {
                 ("about:blank", Some((*detail).to_string()), None)
             }
+            Self::InvalidAccountToken => (
+                "/problems/invalid-token",
+                Some(
+                    "the token is not valid: it is unknown, was used already, has expired, or a \
+                     newer one was sent since; ask for a new one"
+                        .to_string(),
+                ),
+                None,
+            ),
+            Self::EmailNotVerified => (
+                "/problems/email-not-verified",
+                Some(
+                    "verify your email first: follow the link mailed to you (POST \
+                     /email/verify/resend sends another)"
+                        .to_string(),
+                ),
+                None,
+            ),
             Self::PreconditionFailed => (
                 "about:blank",
                 Some("the news item has changed since the entity tag in If-Match; nothing was changed".to_string()),
@@ -262,6 +289,10 @@ impl ApiError {
             kind: kind.to_string(),
             title: if matches!(self, Self::Validation(_)) {
                 "Validation failed".to_string()
+            } else if matches!(self, Self::InvalidAccountToken) {
+                "Invalid token".to_string()
+            } else if matches!(self, Self::EmailNotVerified) {
+                "Email not verified".to_string()
             } else {
                 reason(status).to_string()
             },
@@ -280,9 +311,9 @@ impl ApiError {
 impl ResponseError for ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::InvalidAccountToken => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::EmailNotVerified => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,

@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::{
     api::{
-        AppState, AuthApi, Contract, NewsApi, ServiceApi, SharedState, response_headers,
-        with_connection_slot,
+        AppState, AuthApi, Contract, EmailApi, NewsApi, PasswordApi, ServiceApi, SharedState,
+        response_headers, with_connection_slot,
     },
     auth::{JwtKeys, PasswordHasher},
     config::{Config, ConnectionConfig},
@@ -33,7 +33,7 @@ use crate::{
 };
 
 /// Every API area, as one OpenAPI service.
-pub type Apis = (AuthApi, NewsApi, ServiceApi);
+pub type Apis = (AuthApi, PasswordApi, EmailApi, NewsApi, ServiceApi);
 
 /// The OpenAPI service for every area. Its generated spec is served nowhere: it is what
 /// `tests/api/contract.rs` compares with `openapi.yaml`, the spec that is served.
@@ -42,7 +42,7 @@ pub fn api_service() -> OpenApiService<Apis, ()> {
     // Its `info` and `servers` would only repeat `openapi.yaml`'s, and the contract test does not
     // compare them.
     OpenApiService::new(
-        (AuthApi, NewsApi, ServiceApi),
+        (AuthApi, PasswordApi, EmailApi, NewsApi, ServiceApi),
         "newsapi",
         env!("CARGO_PKG_VERSION"),
     )

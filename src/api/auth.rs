@@ -13,8 +13,7 @@ use super::{
 };
 use crate::{
     auth::{
-        Credentials, NewRefreshToken, PresentedRefreshToken, Signin, hash_refresh_token,
-        reserve_signup,
+        Credentials, PresentedRefreshToken, SecretToken, Signin, hash_secret_token, reserve_signup,
     },
     db::{
         sessions::{self, Rotation},
@@ -60,7 +59,7 @@ impl RefreshTokenRequest {
             .refresh_token
             .check()
             .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
-        Ok(hash_refresh_token(&token))
+        Ok(hash_secret_token(&token))
     }
 }
 
@@ -111,6 +110,8 @@ pub struct User {
     pub role: RoleName,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
+    /// Whether the owner has proved, by a link mailed to it, that they read mail at `email`.
+    pub email_verified: bool,
 }
 
 impl From<Role> for RoleName {
@@ -130,6 +131,7 @@ impl From<UserRow> for User {
             name: row.name,
             role: row.role.into(),
             created_at: row.created_at,
+            email_verified: row.email_verified_at.is_some(),
         }
     }
 }
@@ -330,7 +332,7 @@ impl AuthApi {
         body: JsonBody<RefreshTokenRequest>,
     ) -> Result<TokensResponse, Errors<RefreshErrors>> {
         let old_hash = body.0.hash()?;
-        let refresh = NewRefreshToken::generate().map_err(ApiError::internal)?;
+        let refresh = SecretToken::generate().map_err(ApiError::internal)?;
         let wanted_expiry = Utc::now() + state.sessions.refresh_token_ttl;
         let reuse_interval = state.sessions.reuse_interval;
         match db

@@ -2,6 +2,7 @@
 //! pieces poem-openapi lacks — a JSON body that tells malformed JSON (400) from JSON that breaks the
 //! schema (422), and error responses declared in the spec as problem+json.
 
+mod account;
 mod auth;
 mod body;
 mod conn;
@@ -20,6 +21,7 @@ use std::{net::IpAddr, sync::Arc};
 use poem_openapi::Tags;
 
 pub use self::{
+    account::{EmailApi, PasswordApi},
     auth::AuthApi,
     body::{JsonBody, MAX_BODY_BYTES},
     conn::{ConnectionSlot, Db, with_connection_slot},
@@ -79,6 +81,9 @@ pub enum ApiTags {
     /// Accounts and access tokens
     #[oai(rename = "auth")]
     Auth,
+    /// The signed-in user's own account: profile, password, email, deletion; and recovery by mail
+    #[oai(rename = "account")]
+    Account,
     /// News items; only their author may change or delete them
     #[oai(rename = "news")]
     News,

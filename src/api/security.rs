@@ -36,6 +36,8 @@ pub struct CurrentUser {
     pub id: Uuid,
     /// The role the database holds now.
     pub role: Role,
+    /// Whether the user's current email is verified, as the database holds now.
+    pub email_verified: bool,
     /// The session (refresh-token family) of the access token.
     pub session: Uuid,
 }
@@ -163,6 +165,7 @@ impl<'a> ApiExtractor<'a> for CurrentUser {
         Ok(Self {
             id: user.id,
             role: user.role,
+            email_verified: user.email_verified_at.is_some(),
             session: session.family_id,
         })
     }

@@ -7,13 +7,13 @@ use chrono::{DateTime, Utc};
 use diesel_async::pooled_connection::deadpool::PoolError;
 use uuid::Uuid;
 
-use super::{NewRefreshToken, PasswordHasher, password::HashError};
+use super::{PasswordHasher, SecretToken, password::HashError};
 use crate::{
     config::{SessionConfig, ThrottleConfig},
     db::{
         DbPool,
         throttle::{self, Budget, Reserved, ThrottleKey},
-        users,
+        users::{self, UserRow},
     },
     domain::{
         Invalid, MAX_CANONICAL_EMAIL_BYTES, SigninEmail, SigninPassword, TextRule, canonical_email,
@@ -124,7 +124,68 @@ impl Signin<'_> {
         let account = Some(canonical_email(&email)).filter(|account| {
             !account.contains('\0') && account.len() <= MAX_CANONICAL_EMAIL_BYTES
         });
+        let user = self.check(account, password, client).await?;
+        let mut conn = self.pool.get().await?;
+        let refresh = SecretToken::generate().map_err(|e| SigninError::Random(e.to_string()))?;
+        let now = Utc::now();
+        let (session_id, refresh_expires_at) = self
+            .pool
+            .run(&mut conn, async |c| {
+                crate::db::sessions::start_session(
+                    c,
+                    user.id,
+                    now + self.sessions.max_lifetime,
+                    &refresh.hash,
+                    now + self.sessions.refresh_token_ttl,
+                )
+                .await
+            })
+            .await?;
+        Ok(StartedSession {
+            user_id: user.id,
+            session_id,
+            refresh_token: refresh.token,
+            refresh_expires_at,
+        })
+    }
 
+    /// Checks the password of the signed-in user `user_id` (re-authentication before a change to
+    /// the account), under the same throttle as sign-in: it counts toward that account's failures
+    /// exactly as a sign-in would, and is refused with [`SigninError::Throttled`] once the account
+    /// is at a limit.
+    ///
+    /// # Errors
+    /// As [`Signin::sign_in`]; a wrong password is [`SigninError::BadCredentials`].
+    pub async fn check_password(
+        &self,
+        user_id: Uuid,
+        password: String,
+        client: Option<IpAddr>,
+    ) -> Result<UserRow, SigninError> {
+        let account = {
+            let mut conn = self.pool.get().await?;
+            self.pool
+                .run(&mut conn, async |c| {
+                    users::find_canonical_email(c, user_id).await
+                })
+                .await?
+        };
+        let user = self.check(account, password, client).await?;
+        if user.id == user_id {
+            Ok(user)
+        } else {
+            Err(SigninError::BadCredentials)
+        }
+    }
+
+    /// The throttle and the password check of `account` (a canonical email, `None` when no account
+    /// can have the email typed) from `client`; see [`Signin::sign_in`].
+    async fn check(
+        &self,
+        account: Option<String>,
+        password: String,
+        client: Option<IpAddr>,
+    ) -> Result<UserRow, SigninError> {
         let (reservation, found) = {
             let mut conn = self.pool.get().await?;
             let budgets = budgets(self.limits, account.as_deref(), client);
@@ -179,28 +240,7 @@ impl Signin<'_> {
                 reservation.give_back(c, &owner_here).await
             })
             .await?;
-        let refresh =
-            NewRefreshToken::generate().map_err(|e| SigninError::Random(e.to_string()))?;
-        let now = Utc::now();
-        let (session_id, refresh_expires_at) = self
-            .pool
-            .run(&mut conn, async |c| {
-                crate::db::sessions::start_session(
-                    c,
-                    user.id,
-                    now + self.sessions.max_lifetime,
-                    &refresh.hash,
-                    now + self.sessions.refresh_token_ttl,
-                )
-                .await
-            })
-            .await?;
-        Ok(StartedSession {
-            user_id: user.id,
-            session_id,
-            refresh_token: refresh.token,
-            refresh_expires_at,
-        })
+        Ok(user)
     }
 }
 

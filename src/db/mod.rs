@@ -11,6 +11,7 @@ mod pool;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 
 use diesel_async::{AsyncMigrationHarness, AsyncPgConnection};

@@ -35,6 +35,12 @@ pub enum ThrottleKey {
     Ip(Option<IpAddr>),
     /// Sign-ups from one client address.
     SignupFromIp(Option<IpAddr>),
+    /// Requests that send an account mail (forgotten password, resent verification, email change)
+    /// from one client address.
+    MailFromIp(Option<IpAddr>),
+    /// Requests that send an account mail about one account: its canonical email (for a forgotten
+    /// password, whether or not an account has it) or, signed in, the user's id.
+    MailFor(String),
 }
 
 impl ThrottleKey {
@@ -51,6 +57,8 @@ impl ThrottleKey {
             Self::Account(account) => format!("account:{account}"),
             Self::Ip(client) => format!("ip:{}", address(client)),
             Self::SignupFromIp(client) => format!("signup-ip:{}", address(client)),
+            Self::MailFromIp(client) => format!("mail-ip:{}", address(client)),
+            Self::MailFor(account) => format!("mail-for:{account}"),
         }
     }
 }

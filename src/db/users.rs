@@ -29,6 +29,8 @@ pub struct UserRow {
     pub role: Role,
     /// When the account was made.
     pub created_at: DateTime<Utc>,
+    /// When its current email was verified; `None` until then.
+    pub email_verified_at: Option<DateTime<Utc>>,
 }
 
 /// Creates an account with `role` and its password hash, in one transaction; `None` when an
@@ -49,6 +51,7 @@ pub async fn insert_user(
         name: name.map(|name| name.as_str().to_string()),
         role,
         created_at: Timestamp::now().get(),
+        email_verified_at: None,
     };
     let inserted = conn
         .transaction(async |conn| {
@@ -184,4 +187,22 @@ pub async fn find_user(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Op
         .first(conn)
         .await
         .optional()
+}
+
+/// The canonical email of the user with this id (`None` for an unknown id, or an account whose
+/// canonical form could not be filled in).
+///
+/// # Errors
+/// Database errors.
+pub async fn find_canonical_email(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+) -> QueryResult<Option<String>> {
+    Ok(users::table
+        .find(id)
+        .select(users::email_canonical)
+        .first::<Option<String>>(conn)
+        .await
+        .optional()?
+        .flatten())
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use newsapi::{
-    auth::hash_refresh_token,
+    auth::hash_secret_token,
     db::{
         news::{self, NewsChanges, NewsFilter, WriteOutcome, Writer},
         sessions::{self, Rotation},
@@ -193,9 +193,9 @@ async fn a_rotated_refresh_token_presented_again_revokes_its_whole_session() {
     let user_id = user(&mut conn, "ada@example.com", Role::User).await;
     let later = Utc::now() + TimeDelta::days(1);
     let (first, second, third) = (
-        hash_refresh_token("first"),
-        hash_refresh_token("second"),
-        hash_refresh_token("third"),
+        hash_secret_token("first"),
+        hash_secret_token("second"),
+        hash_secret_token("third"),
     );
     let (family_id, expires_at) = sessions::start_session(
         &mut conn,
@@ -231,7 +231,7 @@ async fn a_rotated_refresh_token_presented_again_revokes_its_whole_session() {
     );
     let unknown = sessions::rotate(
         &mut conn,
-        &hash_refresh_token("never issued"),
+        &hash_secret_token("never issued"),
         &third,
         later,
         Duration::ZERO,

@@ -1,4 +1,5 @@
-//! Refresh tokens: 256 random bits, shown to the client once, stored only as their SHA-256.
+//! Secret tokens — refresh tokens, and the one-time tokens mailed for a password reset or an email
+//! confirmation: 256 random bits, shown once, stored only as their SHA-256.
 //!
 //! A refresh token is not a JWT, so it can never pass for an access token, and an access token
 //! (which does not hash to any stored refresh token) can never pass for a refresh token.
@@ -6,15 +7,15 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use sha2::{Digest, Sha256};
 
-/// A new refresh token: the text for the client, the hash for the database.
-pub struct NewRefreshToken {
+/// A new secret token: the text for the client (or the mail), the hash for the database.
+pub struct SecretToken {
     /// What the client keeps and presents.
     pub token: String,
     /// What the database keeps.
     pub hash: Vec<u8>,
 }
 
-impl NewRefreshToken {
+impl SecretToken {
     /// 32 bytes from the operating system's random source.
     ///
     /// # Errors
@@ -23,14 +24,14 @@ impl NewRefreshToken {
         let mut bytes = [0u8; 32];
         getrandom::fill(&mut bytes)?;
         let token = URL_SAFE_NO_PAD.encode(bytes);
-        let hash = hash_refresh_token(&token);
+        let hash = hash_secret_token(&token);
         Ok(Self { token, hash })
     }
 }
 
-/// The stored form of a refresh token.
+/// The stored form of a secret token.
 #[must_use]
-pub fn hash_refresh_token(token: &str) -> Vec<u8> {
+pub fn hash_secret_token(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -50,11 +51,11 @@ mod tests {
 
     #[test]
     fn tokens_are_random_and_hash_to_32_bytes() {
-        let a = NewRefreshToken::generate().unwrap();
-        let b = NewRefreshToken::generate().unwrap();
+        let a = SecretToken::generate().unwrap();
+        let b = SecretToken::generate().unwrap();
         assert_ne!(a.token, b.token);
         assert_eq!(a.token.len(), 43);
         assert_eq!(a.hash.len(), 32);
-        assert_eq!(a.hash, hash_refresh_token(&a.token));
+        assert_eq!(a.hash, hash_secret_token(&a.token));
     }
 }
