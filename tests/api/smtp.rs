@@ -34,7 +34,9 @@ pub struct ReceivedMail {
 impl ReceivedMail {
     /// Whether the envelope names `address` (compared ignoring ASCII case).
     pub fn is_for(&self, address: &str) -> bool {
-        self.rcpt_tos.iter().any(|r| r.eq_ignore_ascii_case(address))
+        self.rcpt_tos
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(address))
     }
 
     /// The first link in the body whose path is `path`, as `(whole link, token)`.
@@ -102,7 +104,9 @@ impl SmtpSink {
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let line = tokio::time::timeout(Duration::from_secs(180), lines.next_line())
             .await
-            .expect("the SMTP server says it listens within 3 minutes (the first run makes its venv)")
+            .expect(
+                "the SMTP server says it listens within 3 minutes (the first run makes its venv)",
+            )
             .unwrap()
             .expect("the SMTP server printed its port");
         self.port = line
@@ -151,7 +155,12 @@ impl SmtpSink {
 
     /// Waits up to `within` until `address` has received `count` mails, and returns them all;
     /// panics, naming what did arrive, if they do not.
-    pub async fn wait_for(&self, address: &str, count: usize, within: Duration) -> Vec<ReceivedMail> {
+    pub async fn wait_for(
+        &self,
+        address: &str,
+        count: usize,
+        within: Duration,
+    ) -> Vec<ReceivedMail> {
         let deadline = Instant::now() + within;
         loop {
             let mails = self.mails_for(address);
@@ -213,12 +222,18 @@ async fn the_smtp_server_keeps_what_it_accepts_and_refuses_while_stopped() {
         std::io::Result::Ok(out)
     };
     talk(sink.port).await.unwrap();
-    let mail = &sink.wait_for("b@example.com", 1, Duration::from_secs(5)).await[0];
+    let mail = &sink
+        .wait_for("b@example.com", 1, Duration::from_secs(5))
+        .await[0];
     assert_eq!(mail.subject, "hello");
     assert_eq!(mail.token("/p"), "abc_-9");
     sink.stop().await;
-    assert!(talk(sink.port).await.is_err(), "a stopped SMTP server refuses connections");
+    assert!(
+        talk(sink.port).await.is_err(),
+        "a stopped SMTP server refuses connections"
+    );
     sink.start_again().await;
     talk(sink.port).await.unwrap();
-    sink.wait_for("b@example.com", 2, Duration::from_secs(5)).await;
+    sink.wait_for("b@example.com", 2, Duration::from_secs(5))
+        .await;
 }
