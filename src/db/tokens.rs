@@ -95,6 +95,16 @@ pub async fn issue(conn: &mut AsyncPgConnection, token: NewToken<'_>) -> QueryRe
     Ok(())
 }
 
+/// A token's row as [`take`] reads it back: user, email, new email, new email's canonical form,
+/// expiry.
+type StoredToken = (
+    Uuid,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
 /// Uses up the token with this hash, if it is one for `purpose`: it is deleted whatever its state,
 /// and returned only if it had not expired. `None` for an unknown, used, superseded or expired
 /// token — one answer for all of them.
@@ -106,13 +116,7 @@ pub async fn take(
     hash: &[u8],
     purpose: Purpose,
 ) -> QueryResult<Option<TakenToken>> {
-    let taken: Option<(
-        Uuid,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        DateTime<Utc>,
-    )> = diesel::delete(
+    let taken: Option<StoredToken> = diesel::delete(
         account_tokens::table
             .filter(account_tokens::token_hash.eq(hash))
             .filter(account_tokens::purpose.eq(purpose.as_str())),
@@ -136,6 +140,27 @@ pub async fn take(
             })
         },
     ))
+}
+
+/// Whose live token for `purpose` this is, without using it up: for checks that must come before
+/// the token is spent (a new password that breaks the rules must leave the token working). `None`
+/// for an unknown, used, superseded or expired token.
+///
+/// # Errors
+/// Database errors.
+pub async fn peek(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purpose: Purpose,
+) -> QueryResult<Option<Uuid>> {
+    account_tokens::table
+        .find(hash)
+        .filter(account_tokens::purpose.eq(purpose.as_str()))
+        .filter(account_tokens::expires_at.gt(diesel::dsl::now))
+        .select(account_tokens::user_id)
+        .first(conn)
+        .await
+        .optional()
 }
 
 /// Ends the user's token for `purpose`, if any (a password changed some other way makes a pending
