@@ -144,7 +144,8 @@ mail_dir=$(mktemp -d "${TMPDIR:-/tmp}/newsapi-e2e-mail.XXXXXX")
 export MAIL_SINK_DIR="$mail_dir/received"
 export MAIL_OUTBOX_DIR="$mail_dir/outbox"
 mkdir -p "$MAIL_SINK_DIR"
-bash tests/mail/sink.sh "$MAIL_SINK_DIR" >"$mail_dir/sink.out" 2>>"$log_file" &
+: >"$mail_dir/sink.out" # before the background job opens it, so that sed finds it
+bash tests/mail/sink.sh "$MAIL_SINK_DIR" >>"$mail_dir/sink.out" 2>>"$log_file" &
 sink_pid=$!
 smtp_port=""
 for _ in $(seq 1 600); do
