@@ -121,8 +121,17 @@ impl Application {
             })?;
         let mailer = Mailer::default();
         let metrics = Arc::new(Metrics::new());
+        // The worker has a small pool of its own: it never takes a request's connection, and a
+        // storm of requests cannot starve the mail.
+        let mail_pool = db::pool(
+            config.database_url(),
+            &crate::config::DatabaseConfig {
+                pool_size: crate::mail::worker::POOL_SIZE,
+                ..config.database
+            },
+        )?;
         let mail_worker = Worker::new(
-            pool.clone(),
+            mail_pool,
             transport,
             from,
             config.mail.retry_max,

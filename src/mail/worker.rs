@@ -14,6 +14,9 @@
 //! it leaves the row to be sent again when the lease ends (with the same `Message-ID`). An outcome
 //! is recorded only if the row is still this claim's (its `attempts` unchanged).
 //!
+//! The worker has a pool of its own ([`POOL_SIZE`] connections, opened when first needed), so it
+//! never waits behind requests for a connection nor holds one a request needs.
+//!
 //! The worker wakes when a request of this replica queued mail ([`Mailer::wake`]) or every
 //! [`POLL_EVERY`] (for other replicas' mail and retries), whichever comes first. A database error
 //! is logged and waited out (doubling up to [`DB_BACKOFF_MAX`]); nothing here panics or stops the
@@ -44,6 +47,9 @@ pub const BATCH: i64 = 20;
 /// A mail still failing this long after it was queued is given up: three days, past which a
 /// password-reset or confirmation link has long expired anyway.
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(3 * 24 * 60 * 60);
+/// Connections of the worker's own pool (apart from the requests'): one claims, the sends'
+/// outcomes are recorded on either.
+pub const POOL_SIZE: usize = 2;
 /// The longest wait after a database error.
 pub const DB_BACKOFF_MAX: Duration = Duration::from_secs(30);
 

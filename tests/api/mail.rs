@@ -11,8 +11,8 @@ use reqwest::Method;
 
 use crate::{
     helpers::{
-        TestApp, TestDatabase, db_count, db_text, mail_dir, spawn_app, spawn_app_via,
-        spawn_app_with, wait_for_db,
+        LoggedServer, TEST_SECRET, TestApp, TestDatabase, db_count, db_text, mail_dir, spawn_app,
+        spawn_app_via, spawn_app_with, wait_for_db,
     },
     smtp::SmtpSink,
 };
@@ -343,4 +343,64 @@ async fn without_smtp_url_mail_is_written_as_an_eml_file_into_the_outbox_dir() {
         assert!(eml.contains(expected), "{expected} missing from\n{eml}");
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_log_says_where_mail_goes_and_never_names_the_address_the_body_or_the_password() {
+    // Files: the start-up line names the directory; each mail's line names its file.
+    let server = LoggedServer::start("json", &[]).await;
+    server
+        .wait_for_line(|l| l.contains("SMTP_URL is not set") && l.contains("newsapi-mail-"))
+        .await;
+    let id = queue(&server.app, vec![mail("erin@example.test", "Secret link")]).await[0];
+    let written = server
+        .wait_for_line(|l| l.contains("mail written") && l.contains(&id.to_string()))
+        .await;
+    assert!(written.contains(".eml"), "{written}");
+
+    // SMTP with a password, the server down: host:port only, and the failure at warn.
+    let mut sink = SmtpSink::start().await;
+    sink.stop().await;
+    let url = format!("smtp://mailer:s3cr3t-pw@127.0.0.1:{}", sink.port);
+    let smtp = LoggedServer::start("json", &[("SMTP_URL", &url)]).await;
+    smtp.wait_for_line(|l| l.contains(&format!("127.0.0.1:{}", sink.port)))
+        .await;
+    let id = queue(&smtp.app, vec![mail("frank@example.test", "Secret link")]).await[0];
+    let failed = smtp
+        .wait_for_line(|l| l.contains("will retry") && l.contains(&id.to_string()))
+        .await;
+    assert!(failed.contains("\"WARN\""), "{failed}");
+
+    for log in [server.log(), smtp.log()] {
+        for secret in ["erin@", "frank@", "tok_42", "Hello,", "s3cr3t-pw"] {
+            assert!(!log.contains(secret), "{secret} in the log:\n{log}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_garbage_smtp_url_or_mail_from_stops_start_up_with_one_line_naming_it() {
+    for (name, value) in [
+        (
+            "SMTP_URL",
+            "smtp://mailer:s3cr3t-pw@127.0.0.1:25?tls=sometimes",
+        ),
+        ("SMTP_URL", "mail.example.com"),
+        ("MAIL_FROM", "newsapi at example dot com"),
+    ] {
+        let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_newsapi"))
+            .env_clear()
+            .env("DATABASE_URL", "postgres://postgres@127.0.0.1:1/none")
+            .env("JWT_SECRET", TEST_SECRET)
+            .env(name, value)
+            .current_dir(std::env::temp_dir())
+            .output()
+            .await
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{name}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{name}={value}: {stderr}");
+        assert!(stderr.contains(name), "{name}={value}: {stderr}");
+        assert!(!stderr.contains("s3cr3t-pw"), "{stderr}");
+    }
 }
