@@ -1,5 +1,6 @@
 //! Administrative commands: `newsapi create-admin --email E` (password on standard input, never on
-//! the command line, where other users of the machine could read it) and `newsapi promote E`.
+//! the command line, where other users of the machine could read it), `newsapi promote E` and
+//! `newsapi delete-user --email E`.
 
 use diesel_async::AsyncPgConnection;
 use uuid::Uuid;
@@ -7,8 +8,9 @@ use uuid::Uuid;
 use crate::{
     auth::PasswordHasher,
     config::Config,
+    db::users::Deletion,
     db::{self, users},
-    domain::{Email, NewUser, Role},
+    domain::{Email, NewUser, Role, canonical_email},
 };
 
 /// Why an administrative command failed; each message is one line for the operator.
@@ -23,6 +25,11 @@ pub enum AdminError {
     /// No account has this email.
     #[error("no user has the email {0}")]
     UnknownUser(String),
+    /// The account is the only admin's.
+    #[error(
+        "{0} is the only admin; promote another account first (`newsapi promote EMAIL`), then delete it"
+    )]
+    LastAdmin(String),
     /// The database could not be reached or migrated.
     #[error(transparent)]
     Setup(#[from] db::DbSetupError),
@@ -89,5 +96,43 @@ pub async fn promote(config: &Config, email: &str) -> Result<(), AdminError> {
         Ok(())
     } else {
         Err(AdminError::UnknownUser(email.as_str().to_string()))
+    }
+}
+
+/// An account deleted by [`delete_user`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeletedUser {
+    /// Its id.
+    pub id: Uuid,
+    /// Its email, as stored.
+    pub email: String,
+    /// How many news items went with it.
+    pub news: i64,
+}
+
+/// Deletes the account with this email (in any spelling with the same canonical form), with its
+/// sessions, tokens and news, as `POST /account/delete` does; like it, refuses the only admin, so
+/// that the service always keeps someone who can moderate it.
+///
+/// # Errors
+/// No such account, the only admin, or a database failure.
+pub async fn delete_user(config: &Config, email: &str) -> Result<DeletedUser, AdminError> {
+    let canonical = canonical_email(email);
+    let mut conn = connect(config).await?;
+    let unknown = || AdminError::UnknownUser(email.trim().to_string());
+    if canonical.contains('\0') {
+        return Err(unknown());
+    }
+    let user = users::find_by_canonical_email(&mut conn, &canonical)
+        .await?
+        .ok_or_else(unknown)?;
+    match users::delete_user(&mut conn, user.id).await? {
+        Deletion::Deleted { news } => Ok(DeletedUser {
+            id: user.id,
+            email: user.email,
+            news,
+        }),
+        Deletion::LastAdmin => Err(AdminError::LastAdmin(user.email)),
+        Deletion::Missing => Err(unknown()),
     }
 }

@@ -36,6 +36,12 @@ enum Command {
         #[arg(value_name = "EMAIL")]
         email: String,
     },
+    /// Delete an account with its sessions and news (not the only admin's)
+    DeleteUser {
+        /// The account's email, in any spelling
+        #[arg(long, value_name = "EMAIL")]
+        email: String,
+    },
 }
 
 #[tokio::main]
@@ -58,6 +64,15 @@ async fn main() -> ExitCode {
         Command::Promote { email } => admin::promote(&config, &email)
             .await
             .map(|()| eprintln!("newsapi: {email} is now an admin"))
+            .map_err(|e| e.to_string()),
+        Command::DeleteUser { email } => admin::delete_user(&config, &email)
+            .await
+            .map(|deleted| {
+                eprintln!(
+                    "newsapi: deleted user {} ({}) and {} news item(s)",
+                    deleted.email, deleted.id, deleted.news
+                );
+            })
             .map_err(|e| e.to_string()),
     };
     match outcome {

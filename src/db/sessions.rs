@@ -231,6 +231,26 @@ pub async fn end_all_sessions(conn: &mut AsyncPgConnection, user_id: Uuid) -> Qu
     .await
 }
 
+/// Ends every session of `user_id` but `keep` (the caller's, after a change of password).
+///
+/// # Errors
+/// Database errors.
+pub async fn end_other_sessions(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    keep: Uuid,
+) -> QueryResult<usize> {
+    diesel::update(
+        refresh_families::table
+            .filter(refresh_families::user_id.eq(user_id))
+            .filter(refresh_families::id.ne(keep))
+            .filter(refresh_families::revoked_at.is_null()),
+    )
+    .set(refresh_families::revoked_at.eq(now))
+    .execute(conn)
+    .await
+}
+
 /// The session an access token names: its user and its refresh-token family.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionRef {

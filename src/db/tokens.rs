@@ -138,6 +138,27 @@ pub async fn take(
     ))
 }
 
+/// Whose live token for `purpose` this is, without using it up: for checks that must come before
+/// the token is spent (a new password that breaks the rules must leave the token working). `None`
+/// for an unknown, used, superseded or expired token.
+///
+/// # Errors
+/// Database errors.
+pub async fn peek(
+    conn: &mut AsyncPgConnection,
+    hash: &[u8],
+    purpose: Purpose,
+) -> QueryResult<Option<Uuid>> {
+    account_tokens::table
+        .find(hash)
+        .filter(account_tokens::purpose.eq(purpose.as_str()))
+        .filter(account_tokens::expires_at.gt(diesel::dsl::now))
+        .select(account_tokens::user_id)
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// Ends the user's token for `purpose`, if any (a password changed some other way makes a pending
 /// reset moot).
 ///

@@ -206,3 +206,102 @@ pub async fn find_canonical_email(
         .optional()?
         .flatten())
 }
+
+/// The user whose email has the canonical form `canonical`.
+///
+/// # Errors
+/// Database errors only; an unknown email is `Ok(None)`.
+pub async fn find_by_canonical_email(
+    conn: &mut AsyncPgConnection,
+    canonical: &str,
+) -> QueryResult<Option<UserRow>> {
+    users::table
+        .filter(users::email_canonical.eq(canonical))
+        .select(UserRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
+/// Replaces the user's password hash; `false` when the user is gone.
+///
+/// # Errors
+/// Database errors.
+pub async fn set_password_hash(
+    conn: &mut AsyncPgConnection,
+    user_id: Uuid,
+    password_hash: &str,
+) -> QueryResult<bool> {
+    let changed = diesel::update(user_credentials::table.find(user_id))
+        .set((
+            user_credentials::password_hash.eq(password_hash),
+            user_credentials::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(changed > 0)
+}
+
+/// What [`delete_user`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deletion {
+    /// The user is gone, with this many news items of theirs; their credentials, sessions,
+    /// one-time tokens and idempotency keys went with them (`ON DELETE CASCADE`).
+    Deleted {
+        /// News items deleted with the user.
+        news: i64,
+    },
+    /// The user is the only admin: nothing was deleted.
+    LastAdmin,
+    /// No such user.
+    Missing,
+}
+
+/// Deletes the user and everything of theirs, unless they are the only admin. For an admin, every
+/// admin row is locked first (`FOR UPDATE`, in id order, so two deletions never wait on each other
+/// in a cycle): of two last admins deleting themselves at once, the second sees the first gone and
+/// is refused.
+///
+/// # Errors
+/// Database errors.
+pub async fn delete_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryResult<Deletion> {
+    use super::schema::news;
+
+    conn.transaction(async |conn| {
+        let Some(role) = users::table
+            .find(user_id)
+            .select(users::role)
+            .first::<String>(conn)
+            .await
+            .optional()?
+        else {
+            return Ok(Deletion::Missing);
+        };
+        if Role::from(role) == Role::Admin {
+            let admins: Vec<Uuid> = users::table
+                .filter(users::role.eq(Role::Admin.as_str()))
+                .order(users::id)
+                .select(users::id)
+                .for_update()
+                .load(conn)
+                .await?;
+            if admins == [user_id] {
+                return Ok(Deletion::LastAdmin);
+            }
+        }
+        let news: i64 = news::table
+            .filter(news::author_id.eq(user_id))
+            .count()
+            .get_result(conn)
+            .await?;
+        let deleted = diesel::delete(users::table.find(user_id))
+            .execute(conn)
+            .await?;
+        Ok(if deleted == 0 {
+            Deletion::Missing
+        } else {
+            Deletion::Deleted { news }
+        })
+    })
+    .await
+}

@@ -23,10 +23,7 @@ impl NewUser {
         password: String,
         name: Option<String>,
     ) -> Result<Self, Vec<Invalid>> {
-        let mut personal = vec![email];
-        personal.extend(email.split('@').next());
-        personal.extend(name.as_deref());
-        let password = Password::parse(password, &personal);
+        let password = Password::parse(password, &personal(email, name.as_deref()));
         match (
             Email::parse(email),
             password,
@@ -40,6 +37,14 @@ impl NewUser {
             (email, password, name) => Err(failures([email.err(), password.err(), name.err()])),
         }
     }
+}
+
+/// What a user's password must not merely be: their email, its local part, their name.
+fn personal<'a>(email: &'a str, name: Option<&'a str>) -> Vec<&'a str> {
+    let mut personal = vec![email];
+    personal.extend(email.split('@').next());
+    personal.extend(name);
+    personal
 }
 
 /// A syntactically valid email address of at most 254 characters, as the user typed it (trimmed).
@@ -216,6 +221,40 @@ pub struct SigninPassword;
 impl TextRule for SigninPassword {
     const FIELD: &'static str = "password";
     const MAX_CHARS: usize = 1024;
+}
+
+/// The current password an account change reads (`current_password`): any text up to 1024
+/// characters, as sign-in reads a password; it is checked against the stored hash, not against
+/// the rules of a new password.
+pub struct CurrentPassword;
+
+impl TextRule for CurrentPassword {
+    const FIELD: &'static str = "current_password";
+    const MAX_CHARS: usize = SigninPassword::MAX_CHARS;
+}
+
+/// A new password as sent (`new_password`): the character limits of [`Password`], under the
+/// field's own name; [`Password::parse`] then applies every rule of sign-up.
+pub struct NewPassword;
+
+impl TextRule for NewPassword {
+    const FIELD: &'static str = "new_password";
+    const MIN_CHARS: usize = Password::MIN_CHARS;
+    const MAX_CHARS: usize = Password::MAX_CHARS;
+}
+
+impl NewPassword {
+    /// Checks `raw` by the rules of sign-up, with what the account's own password must not merely
+    /// be (its email, the email's local part, its name); a failure names `new_password`.
+    ///
+    /// # Errors
+    /// The rule the password breaks.
+    pub fn parse(raw: String, email: &str, name: Option<&str>) -> Result<Password, Invalid> {
+        Password::parse(raw, &personal(email, name)).map_err(|invalid| Invalid {
+            field: Self::FIELD,
+            ..invalid
+        })
+    }
 }
 
 /// What a user may do. Every signup is a `User`; an `Admin` may change anyone's news.

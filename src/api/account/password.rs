@@ -1,12 +1,427 @@
 //! `POST /account/password`, `POST /password/forgot`, `POST /password/reset`,
 //! `POST /account/delete`.
 
-use poem_openapi::OpenApi;
+use diesel_async::AsyncConnection;
+use poem::{Request, web::Data};
+use poem_openapi::{ApiResponse, Object, OpenApi};
+use serde::Deserialize;
 
-use crate::api::ApiTags;
+use super::check_current_password;
+use crate::{
+    api::{
+        ApiTags, AppState, CurrentUser, Db, Errors, JsonBody, SharedState, client_ip,
+        errors::error_statuses, text::Text,
+    },
+    auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
+    db::{
+        mail, sessions,
+        throttle::{self, Reserved},
+        tokens::{self, NewToken, Purpose},
+        users::{self, Deletion},
+    },
+    domain::{
+        CurrentPassword, Invalid, MAX_CANONICAL_EMAIL_BYTES, NewPassword, Password, SigninEmail,
+        canonical_email,
+    },
+    error::{ApiError, AuthFailure},
+    mail::Outgoing,
+};
+
+/// The current password, and the new one.
+#[derive(Debug, Deserialize, Object)]
+pub struct ChangePasswordRequest {
+    /// The password the account has now.
+    pub current_password: Text<CurrentPassword>,
+    /// 8 to 72 characters as sent, and at most 72 bytes in UTF-8 once normalised to NFKC.
+    pub new_password: Text<NewPassword>,
+}
+
+/// The current password, to confirm the deletion.
+#[derive(Debug, Deserialize, Object)]
+pub struct DeleteAccountRequest {
+    /// The password the account has now.
+    pub current_password: Text<CurrentPassword>,
+}
+
+/// The email of the account whose password is forgotten.
+#[derive(Debug, Deserialize, Object)]
+pub struct ForgotPasswordRequest {
+    /// The account's email, in any spelling with the same canonical form.
+    pub email: Text<SigninEmail>,
+}
+
+/// A mailed password-reset token, and the new password.
+#[derive(Debug, Deserialize, Object)]
+pub struct ResetPasswordRequest {
+    /// The `token` parameter of the link mailed by `POST /password/forgot`.
+    pub token: Text<PresentedAccountToken>,
+    /// 8 to 72 characters as sent, and at most 72 bytes in UTF-8 once normalised to NFKC.
+    pub new_password: Text<NewPassword>,
+}
+
+#[derive(ApiResponse)]
+enum ChangePasswordResponse {
+    /// The password is changed
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(ApiResponse)]
+enum DeleteAccountResponse {
+    /// The account and everything of it are deleted
+    #[oai(status = 204)]
+    Done,
+}
+
+#[derive(ApiResponse)]
+enum ForgotPasswordResponse {
+    /// If an account has this email, a reset link is on its way
+    #[oai(status = 202)]
+    Accepted,
+}
+
+#[derive(ApiResponse)]
+enum ResetPasswordResponse {
+    /// The password is changed; sign in with it
+    #[oai(status = 204)]
+    Done,
+}
+
+error_statuses! {
+    ChangePasswordErrors: 400, 401, 403, 408, 413, 415, 422, 429, 500, 503;
+    DeleteAccountErrors: 400, 401, 403, 408, 409, 413, 415, 422, 429, 500, 503;
+    ForgotPasswordErrors: 400, 408, 413, 415, 422, 429, 500, 503;
+    ResetPasswordErrors: 400, 408, 413, 415, 422, 429, 500, 503;
+}
 
 /// Passwords, and deleting the account.
 pub struct PasswordApi;
 
 #[OpenApi(tag = "ApiTags::Account")]
-impl PasswordApi {}
+impl PasswordApi {
+    /// Change the signed-in user's password
+    ///
+    /// The current password is checked as at sign-in, and a wrong one counts as a failed sign-in
+    /// of the account (429 with `Retry-After` once the account is at its limit). The new password
+    /// follows the rules of sign-up. Every other session of the user ends at once; the session of
+    /// the access token used stays, so the caller stays signed in. A pending password-reset token
+    /// stops working, and the account's email is told of the change.
+    #[oai(
+        path = "/account/password",
+        method = "post",
+        operation_id = "changePassword"
+    )]
+    async fn change_password(
+        &self,
+        state: Data<&SharedState>,
+        req: &Request,
+        user: CurrentUser,
+        mut db: Db,
+        body: JsonBody<ChangePasswordRequest>,
+    ) -> Result<ChangePasswordResponse, Errors<ChangePasswordErrors>> {
+        let ChangePasswordRequest {
+            current_password,
+            new_password,
+        } = body.0;
+        // The lengths first, both named at once: a malformed request counts as no attempt.
+        let (current, new) = both(current_password.check(), new_password.check())?;
+        let account = check_current_password(&state, req, &user, current).await?;
+        let password = NewPassword::parse(new, &account.email, account.name.as_deref())
+            .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
+        let client = client_ip(req, &state.trusted_proxies);
+        // No connection is held while bcrypt runs: `db` has none yet (a request with a body leaves
+        // authentication's connection to the pool).
+        let hash = state
+            .passwords
+            .hash(password, client)
+            .await
+            .map_err(ApiError::from)?;
+        let notice = password_changed(&account.email);
+        let changed = db
+            .run(async |c| {
+                c.transaction(async |c| {
+                    if !users::set_password_hash(c, user.id, &hash).await? {
+                        return Ok(false);
+                    }
+                    sessions::end_other_sessions(c, user.id, user.session).await?;
+                    tokens::revoke(c, user.id, Purpose::PasswordReset).await?;
+                    mail::enqueue(c, &notice).await?;
+                    Ok(true)
+                })
+                .await
+            })
+            .await?;
+        if !changed {
+            return Err(user_gone().into());
+        }
+        state.mailer.wake();
+        Ok(ChangePasswordResponse::Done)
+    }
+
+    /// Mail a password-reset link
+    ///
+    /// If an account has this email (in canonical form), mails it a link with a one-time token for
+    /// `POST /password/reset`, valid for `PASSWORD_RESET_TTL_SECS` (30 minutes by default); a newer
+    /// link makes the older stop working. The answer is the same 202, with the same body and in
+    /// the same time, whether or not an account has the email. Counted per client address and per
+    /// email asked for, known or not (`ACCOUNT_MAIL_MAX_PER_IP`, `ACCOUNT_MAIL_MAX_PER_RECIPIENT`
+    /// per `ACCOUNT_MAIL_WINDOW_SECS`); beyond them 429 with `Retry-After`.
+    #[oai(
+        path = "/password/forgot",
+        method = "post",
+        operation_id = "forgotPassword"
+    )]
+    async fn forgot_password(
+        &self,
+        state: Data<&SharedState>,
+        req: &Request,
+        mut db: Db,
+        body: JsonBody<ForgotPasswordRequest>,
+    ) -> Result<ForgotPasswordResponse, Errors<ForgotPasswordErrors>> {
+        let email = body
+            .0
+            .email
+            .check()
+            .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
+        // An email no account can have (a NUL, which PostgreSQL cannot store, or a canonical form
+        // too long to index) is simply unknown: only the address's count applies to it.
+        let recipient = Some(canonical_email(&email))
+            .filter(|canonical| {
+                !canonical.contains('\0') && canonical.len() <= MAX_CANONICAL_EMAIL_BYTES
+            })
+            .unwrap_or_default();
+        let mut budgets = account_mail_budgets(
+            state.accounts,
+            client_ip(req, &state.trusted_proxies),
+            &recipient,
+        );
+        if recipient.is_empty() {
+            budgets.truncate(1);
+        }
+        // Made whether or not an account has the email, so both paths do the same work before the
+        // database is asked.
+        let token = SecretToken::generate().map_err(ApiError::internal)?;
+        let link = state.mail.link("/password/reset", &token.token);
+        let expires_at = chrono::Utc::now() + state.accounts.password_reset_ttl;
+        let window = state.accounts.mail_window;
+        // Known and unknown emails take the same path in the same time, as far as anyone can
+        // measure: no bcrypt on either (nothing here checks a password), the mail is sent later by
+        // the worker, not in the request, and both commit one transaction that writes (the throttle
+        // rows) after one indexed look-up. A known email adds two small indexed writes to that
+        // transaction (the token and the outbox row): a fraction of a millisecond on the
+        // database's side, below the jitter of any network, and the per-email budget limits how
+        // many samples anyone can take to average it out.
+        let outcome = db
+            .run(async |c| {
+                c.transaction(async |c| {
+                    let reservation = match throttle::reserve(c, &budgets, window).await? {
+                        Reserved::Granted(reservation) => reservation,
+                        Reserved::Refused { retry_after } => return Ok(Err(retry_after)),
+                    };
+                    // The counts are kept whatever follows: that is the point of them.
+                    drop(reservation);
+                    let user = if recipient.is_empty() {
+                        None
+                    } else {
+                        users::find_by_canonical_email(c, &recipient).await?
+                    };
+                    let Some(user) = user else {
+                        return Ok(Ok(false));
+                    };
+                    tokens::issue(
+                        c,
+                        NewToken {
+                            hash: &token.hash,
+                            user_id: user.id,
+                            purpose: Purpose::PasswordReset,
+                            expires_at,
+                            email_canonical: None,
+                            new_email: None,
+                        },
+                    )
+                    .await?;
+                    mail::enqueue(c, &reset_link(&user.email, &link, &state)).await?;
+                    Ok(Ok(true))
+                })
+                .await
+            })
+            .await?;
+        match outcome {
+            Ok(queued) => {
+                if queued {
+                    state.mailer.wake();
+                }
+                Ok(ForgotPasswordResponse::Accepted)
+            }
+            Err(retry_after) => Err(ApiError::TooManyRequests(
+                retry_after,
+                "too many account mails asked for from this address or for this email",
+            )
+            .into()),
+        }
+    }
+
+    /// Set a new password with a mailed token
+    ///
+    /// Takes the token from the link mailed by `POST /password/forgot` and a new password, which
+    /// follows the rules of sign-up. The token works once; a used, expired or superseded token is
+    /// 400 with the problem type `/problems/invalid-token`. Every session of the user ends, and
+    /// the account's email is told of the change.
+    #[oai(
+        path = "/password/reset",
+        method = "post",
+        operation_id = "resetPassword"
+    )]
+    async fn reset_password(
+        &self,
+        state: Data<&SharedState>,
+        req: &Request,
+        mut db: Db,
+        body: JsonBody<ResetPasswordRequest>,
+    ) -> Result<ResetPasswordResponse, Errors<ResetPasswordErrors>> {
+        let ResetPasswordRequest {
+            token,
+            new_password,
+        } = body.0;
+        let (token, new) = both(token.check(), new_password.check())?;
+        let token_hash = hash_secret_token(&token);
+        // Whose token it is, without using it up: a new password that breaks the rules is 422 and
+        // leaves the token working. On a connection of its own, given back before bcrypt runs.
+        let account = {
+            let mut conn = state.pool.get().await.map_err(ApiError::from)?;
+            state
+                .pool
+                .run(&mut conn, async |c| {
+                    match tokens::peek(c, &token_hash, Purpose::PasswordReset).await? {
+                        Some(user_id) => users::find_user(c, user_id).await,
+                        None => Ok(None),
+                    }
+                })
+                .await
+                .map_err(ApiError::from)?
+                .ok_or(ApiError::InvalidAccountToken)?
+        };
+        let password: Password = NewPassword::parse(new, &account.email, account.name.as_deref())
+            .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
+        let hash = state
+            .passwords
+            .hash(password, client_ip(req, &state.trusted_proxies))
+            .await
+            .map_err(ApiError::from)?;
+        let notice = password_changed(&account.email);
+        // Taken now, in the transaction that uses it: of two resets racing with one token, one
+        // wins and the other is 400.
+        let reset = db
+            .run(async |c| {
+                c.transaction(async |c| {
+                    let Some(taken) = tokens::take(c, &token_hash, Purpose::PasswordReset).await?
+                    else {
+                        return Ok(false);
+                    };
+                    if !users::set_password_hash(c, taken.user_id, &hash).await? {
+                        return Ok(false);
+                    }
+                    sessions::end_all_sessions(c, taken.user_id).await?;
+                    mail::enqueue(c, &notice).await?;
+                    Ok(true)
+                })
+                .await
+            })
+            .await?;
+        if !reset {
+            return Err(ApiError::InvalidAccountToken.into());
+        }
+        state.mailer.wake();
+        Ok(ResetPasswordResponse::Done)
+    }
+
+    /// Delete the signed-in user's account
+    ///
+    /// Checks the current password as `POST /account/password` does, then deletes the user, every
+    /// session of theirs and every news item they wrote, at once and for good: their tokens stop
+    /// working. A POST rather than a DELETE, since many clients and proxies drop a DELETE's body.
+    /// The last admin cannot delete their account (409): promote another user first.
+    #[oai(
+        path = "/account/delete",
+        method = "post",
+        operation_id = "deleteAccount"
+    )]
+    async fn delete_account(
+        &self,
+        state: Data<&SharedState>,
+        req: &Request,
+        user: CurrentUser,
+        mut db: Db,
+        body: JsonBody<DeleteAccountRequest>,
+    ) -> Result<DeleteAccountResponse, Errors<DeleteAccountErrors>> {
+        let current = body
+            .0
+            .current_password
+            .check()
+            .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
+        check_current_password(&state, req, &user, current).await?;
+        match db
+            .run(async |c| users::delete_user(c, user.id).await)
+            .await?
+        {
+            Deletion::Deleted { news } => {
+                tracing::info!(user_id = %user.id, news, "account deleted by its owner");
+                Ok(DeleteAccountResponse::Done)
+            }
+            Deletion::LastAdmin => Err(ApiError::Conflict(
+                "you are the only admin; promote another user before deleting your account",
+            )
+            .into()),
+            Deletion::Missing => Err(user_gone().into()),
+        }
+    }
+}
+
+/// Two independently checked fields: both values, or one 422 naming every field that failed.
+fn both(
+    a: Result<String, Invalid>,
+    b: Result<String, Invalid>,
+) -> Result<(String, String), ApiError> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (a, b) => Err(ApiError::invalid(
+            [a.err(), b.err()].into_iter().flatten().collect(),
+        )),
+    }
+}
+
+/// The user was deleted while the request ran.
+fn user_gone() -> ApiError {
+    ApiError::Unauthorized(AuthFailure::InvalidToken(
+        "the token's session has ended or its user no longer exists",
+    ))
+}
+
+/// The mail with the reset link.
+fn reset_link(to: &str, link: &str, state: &AppState) -> Outgoing {
+    let minutes = state.accounts.password_reset_ttl.as_secs().div_ceil(60);
+    Outgoing {
+        to: to.to_string(),
+        subject: "Reset your password".to_string(),
+        body: format!(
+            "Someone, hopefully you, asked to reset the password of the account {to}.\n\n\
+             To choose a new password, open this link within {minutes} minutes:\n\n{link}\n\n\
+             The link works once. If you did not ask for it, ignore this mail: your password \
+             stays as it is.\n"
+        ),
+    }
+}
+
+/// The notice that the password was changed (by the owner, or through a reset link).
+fn password_changed(to: &str) -> Outgoing {
+    Outgoing {
+        to: to.to_string(),
+        subject: "Your password was changed".to_string(),
+        body: format!(
+            "The password of the account {to} was just changed, and every other session of it \
+             was signed out.\n\n\
+             If this was not you, reset your password at once with \"Forgot password\" and \
+             check your account.\n"
+        ),
+    }
+}
