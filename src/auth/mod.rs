@@ -12,6 +12,6 @@ pub mod signup;
 pub use account_mail::account_mail_budgets;
 pub use jwt::{AccessClaims, JwtKeys, TokenError};
 pub use password::PasswordHasher;
-pub use secret::{PresentedRefreshToken, SecretToken, hash_secret_token};
+pub use secret::{MailedToken, PresentedRefreshToken, SecretToken, hash_secret_token};
 pub use signin::{Credentials, Signin, SigninError, StartedSession};
 pub use signup::{SignupLimitError, reserve_signup};

@@ -12,8 +12,8 @@ pub use etag::{TagCondition, entity_tag};
 pub use idempotency::{IdempotencyKey, RequestFingerprint};
 pub use news::{NewsBody, NewsDraft, NewsEdit, NewsTitle, Timestamp};
 pub use user::{
-    Email, MAX_CANONICAL_EMAIL_BYTES, NewUser, Password, Role, SigninEmail, SigninPassword,
-    UserName, canonical_email,
+    CurrentPassword, Email, MAX_CANONICAL_EMAIL_BYTES, NewUser, Password, Role, SigninEmail,
+    SigninPassword, UserName, canonical_email,
 };
 
 /// The address the limits count one client by: an IPv4 address (also when written IPv4-mapped),

@@ -218,6 +218,15 @@ impl TextRule for SigninPassword {
     const MAX_CHARS: usize = 1024;
 }
 
+/// The current password a change to the account asks for: any text up to 1024 characters, like
+/// [`SigninPassword`] (it is checked against the hash, not against the rules of a new one).
+pub struct CurrentPassword;
+
+impl TextRule for CurrentPassword {
+    const FIELD: &'static str = "current_password";
+    const MAX_CHARS: usize = SigninPassword::MAX_CHARS;
+}
+
 /// What a user may do. Every signup is a `User`; an `Admin` may change anyone's news.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Role {
