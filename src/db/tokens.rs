@@ -95,6 +95,15 @@ pub async fn issue(conn: &mut AsyncPgConnection, token: NewToken<'_>) -> QueryRe
     Ok(())
 }
 
+/// A deleted token's row: user, proved email, new email, its canonical form, expiry.
+type TakenRow = (
+    Uuid,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+);
+
 /// Uses up the token with this hash, if it is one for `purpose`: it is deleted whatever its state,
 /// and returned only if it had not expired. `None` for an unknown, used, superseded or expired
 /// token — one answer for all of them.
@@ -106,13 +115,7 @@ pub async fn take(
     hash: &[u8],
     purpose: Purpose,
 ) -> QueryResult<Option<TakenToken>> {
-    let taken: Option<(
-        Uuid,
-        Option<String>,
-        Option<String>,
-        Option<String>,
-        DateTime<Utc>,
-    )> = diesel::delete(
+    let taken: Option<TakenRow> = diesel::delete(
         account_tokens::table
             .filter(account_tokens::token_hash.eq(hash))
             .filter(account_tokens::purpose.eq(purpose.as_str())),
