@@ -148,7 +148,12 @@ impl Worker {
             tokio::select! {
                 () = self.inner.mailer.woken() => {}
                 () = tokio::time::sleep(wait) => {}
-                _ = stop.changed() => {}
+                changed = stop.changed() => {
+                    // The server is gone without a word: stop too (rather than spin).
+                    if changed.is_err() {
+                        break;
+                    }
+                }
             }
         }
         tracing::debug!("mail worker stopped");

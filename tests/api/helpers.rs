@@ -156,6 +156,8 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        // The directory a server on it wrote mail files into (made at its start-up).
+        let _ = std::fs::remove_dir_all(mail_dir(self));
         let name = self.name.clone();
         // Drop runs outside async; a thread with a runtime of its own does the async cleanup.
         let _ = std::thread::spawn(move || {

@@ -404,3 +404,39 @@ async fn a_garbage_smtp_url_or_mail_from_stops_start_up_with_one_line_naming_it(
         assert!(!stderr.contains("s3cr3t-pw"), "{stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_shutdown_the_worker_finishes_the_send_in_flight_and_records_it() {
+    // Arrange: a mail the SMTP server takes two seconds over, claimed and being sent
+    let sink = SmtpSink::start().await;
+    let server = LoggedServer::start("json", &[("SMTP_URL", &sink.url())]).await;
+    let id = queue(&server.app, vec![mail("slow-bye@example.test", "Last one")]).await[0];
+    wait_until(
+        &server.app,
+        &format!("id = '{id}' AND attempts = 1 AND sent_at IS NULL"),
+        "the mail claimed",
+        Duration::from_secs(10),
+    )
+    .await;
+
+    // Act
+    server.terminate();
+
+    // Assert: it exits cleanly, after the mail was delivered and recorded
+    let status = server
+        .exited(Duration::from_secs(30))
+        .await
+        .expect("the server exits once its send is done");
+    assert!(status.success(), "exit status {status}");
+    assert_eq!(sink.mails_for("slow-bye@example.test").len(), 1);
+    assert_eq!(
+        db_count(
+            &server.app,
+            &format!("SELECT count(*) FROM mail_outbox WHERE id = '{id}' AND sent_at IS NOT NULL")
+        )
+        .await,
+        1,
+        "recorded as sent before the exit:\n{}",
+        server.log()
+    );
+}
