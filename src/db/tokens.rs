@@ -95,8 +95,9 @@ pub async fn issue(conn: &mut AsyncPgConnection, token: NewToken<'_>) -> QueryRe
     Ok(())
 }
 
-/// A deleted token's row: user, proved email, new email, its canonical form, expiry.
-type TakenRow = (
+/// A token's row as [`take`] reads it back: user, email, new email, new email's canonical form,
+/// expiry.
+type StoredToken = (
     Uuid,
     Option<String>,
     Option<String>,
@@ -115,7 +116,7 @@ pub async fn take(
     hash: &[u8],
     purpose: Purpose,
 ) -> QueryResult<Option<TakenToken>> {
-    let taken: Option<TakenRow> = diesel::delete(
+    let taken: Option<StoredToken> = diesel::delete(
         account_tokens::table
             .filter(account_tokens::token_hash.eq(hash))
             .filter(account_tokens::purpose.eq(purpose.as_str())),
