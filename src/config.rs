@@ -442,20 +442,29 @@ impl MailConfig {
             )));
         }
         let smtp_url = get("SMTP_URL").map(|url| url.trim().to_string());
-        if let Some(url) = &smtp_url
-            && !url.starts_with("smtp://")
-            && !url.starts_with("smtps://")
-        {
-            return Err(ConfigError(
-                "SMTP_URL must be an smtp:// or smtps:// URL".into(),
-            ));
+        if let Some(url) = &smtp_url {
+            if !url.starts_with("smtp://") && !url.starts_with("smtps://") {
+                return Err(ConfigError(
+                    "SMTP_URL must be an smtp:// or smtps:// URL".into(),
+                ));
+            }
+            // lettre reads it when the server starts; refuse now what it would refuse then. The
+            // message never repeats the URL: it may carry a password.
+            crate::mail::transport::smtp_builder(url)
+                .map_err(|why| ConfigError(format!("SMTP_URL is not usable: {why}")))?;
+        }
+        let from = get("MAIL_FROM").map_or_else(
+            || "newsapi <no-reply@localhost>".to_string(),
+            |from| from.trim().to_string(),
+        );
+        if let Err(err) = from.parse::<lettre::message::Mailbox>() {
+            return Err(ConfigError(format!(
+                "MAIL_FROM must be an address, optionally with a name (`newsapi <no-reply@example.com>`), not {from:?}: {err}"
+            )));
         }
         Ok(Self {
             smtp_url: smtp_url.map(SecretString::from),
-            from: get("MAIL_FROM").map_or_else(
-                || "newsapi <no-reply@localhost>".to_string(),
-                |from| from.trim().to_string(),
-            ),
+            from,
             outbox_dir: get("MAIL_OUTBOX_DIR")
                 .map_or_else(|| PathBuf::from("./mail"), PathBuf::from),
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
@@ -806,6 +815,41 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(&format!("{name} must be at least 1")), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_garbage_smtp_url_or_mail_from_is_refused_with_its_name_and_no_password() {
+        for (name, bad) in [
+            ("SMTP_URL", "mail.example.com:25"),
+            (
+                "SMTP_URL",
+                "smtp://user:s3cr3t@mail.example.com?tls=sometimes",
+            ),
+            ("SMTP_URL", "smtp://user:s3cr3t@"),
+            ("MAIL_FROM", "not an address"),
+            ("MAIL_FROM", "newsapi <no-reply@>"),
+        ] {
+            let err = config_with(&[URL, SECRET, (name, bad)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(name), "{name}={bad}: {err}");
+            assert!(!err.contains("s3cr3t"), "{name}={bad}: {err}");
+        }
+        for (name, good) in [
+            (
+                "SMTP_URL",
+                "smtp://user:pass@mail.example.com:587?tls=starttls",
+            ),
+            ("SMTP_URL", "smtps://user:pass@mail.example.com"),
+            ("SMTP_URL", "smtp://127.0.0.1:2525"),
+            ("MAIL_FROM", "News <news@example.com>"),
+            ("MAIL_FROM", "news@example.com"),
+        ] {
+            assert!(
+                config_with(&[URL, SECRET, (name, good)]).is_ok(),
+                "{name}={good}"
+            );
         }
     }
 

@@ -18,6 +18,10 @@
 //! task-local that [`RecordMetrics`] sets), so callers need no handle; outside a request they do
 //! nothing.
 //!
+//! Counted by the mail worker ([`crate::mail::worker`]): `mail_sent_total`,
+//! `mail_failed_total{reason="transient|permanent|expired"}`, and `mail_outbox_pending` (set at
+//! each poll).
+//!
 //! Each application has its own [`Metrics`] (in `AppState`), not a process-wide one: tests run
 //! many servers in one process, and each must see only its own counts.
 
@@ -43,6 +47,14 @@ use crate::{
 /// The `Content-Type` of the Prometheus text format.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// `mail_failed_total`'s reasons: an attempt that will be retried, a mail refused for good, and
+/// a mail given up after failing for too long.
+pub const MAIL_TRANSIENT: &str = "transient";
+/// See [`MAIL_TRANSIENT`].
+pub const MAIL_PERMANENT: &str = "permanent";
+/// See [`MAIL_TRANSIENT`].
+pub const MAIL_EXPIRED: &str = "expired";
+
 /// The `route` of a request whose path is no route of the contract.
 pub const UNMATCHED: &str = "unmatched";
 
@@ -62,6 +74,11 @@ struct RequestLabels {
 struct RouteLabels {
     method: &'static str,
     route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MailFailureLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +103,9 @@ pub struct Metrics {
     signin_failures: Counter,
     signin_throttled: Counter,
     idempotent_replays: Counter,
+    mail_sent: Counter,
+    mail_failed: Family<MailFailureLabels, Counter>,
+    mail_pending: Gauge,
 }
 
 impl Default for Metrics {
@@ -168,6 +188,26 @@ impl Metrics {
             "idempotent_replays",
             "Requests answered by replaying the answer to an earlier one with the same Idempotency-Key",
         );
+        let mail_sent = counter(
+            &mut registry,
+            "mail_sent",
+            "Mails handed to the SMTP server (or written as .eml files) by this replica's worker",
+        );
+        let mail_failed = Family::<MailFailureLabels, Counter>::default();
+        for reason in [MAIL_TRANSIENT, MAIL_PERMANENT, MAIL_EXPIRED] {
+            let _ = mail_failed.get_or_create(&MailFailureLabels { reason });
+        }
+        registry.register(
+            "mail_failed",
+            "Attempts at a mail that failed, by reason: transient (tried again later), permanent \
+             (refused by the mail server with 5xx; given up), expired (still failing three days after it was queued; given up)",
+            mail_failed.clone(),
+        );
+        let mail_pending = gauge(
+            &mut registry,
+            "mail_outbox_pending",
+            "Mails in the outbox neither sent nor given up, as of the worker's last poll",
+        );
         let build = Family::<BuildLabels, Gauge>::default();
         build
             .get_or_create(&BuildLabels {
@@ -189,7 +229,28 @@ impl Metrics {
             signin_failures,
             signin_throttled,
             idempotent_replays,
+            mail_sent,
+            mail_failed,
+            mail_pending,
         }
+    }
+
+    /// Counts a mail sent.
+    pub fn mail_sent(&self) {
+        self.mail_sent.inc();
+    }
+
+    /// Counts a failed attempt at a mail: `reason` is [`MAIL_TRANSIENT`], [`MAIL_PERMANENT`] or
+    /// [`MAIL_EXPIRED`].
+    pub fn mail_failed(&self, reason: &'static str) {
+        self.mail_failed
+            .get_or_create(&MailFailureLabels { reason })
+            .inc();
+    }
+
+    /// Sets the number of mails waiting in the outbox.
+    pub fn mail_pending(&self, pending: i64) {
+        self.mail_pending.set(pending);
     }
 
     /// Every metric in the Prometheus text format, with the pool and the hashing queue read now.

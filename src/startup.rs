@@ -25,12 +25,21 @@ use crate::{
     config::{Config, ConnectionConfig},
     db,
     error::render_any_error,
-    mail::Mailer,
+    mail::{
+        Mailer,
+        transport::{Transport, TransportError},
+        worker::Worker,
+    },
     metrics::{Metrics, RecordMetrics},
     panics::answer_panics,
     server,
     telemetry::{RequestIdentity, RequestLog},
 };
+
+/// How long, at shutdown, the mail worker may take to finish the sends in flight: one send's
+/// bound and a few seconds to record it.
+const MAIL_WORKER_GRACE: std::time::Duration =
+    crate::mail::transport::SEND_TIMEOUT.saturating_add(std::time::Duration::from_secs(5));
 
 /// Every API area, as one OpenAPI service.
 pub type Apis = (AuthApi, PasswordApi, EmailApi, NewsApi, ServiceApi);
@@ -54,6 +63,12 @@ pub enum StartupError {
     /// The database is unreachable or could not be migrated.
     #[error(transparent)]
     Database(#[from] db::DbSetupError),
+    /// Mail cannot be sent as configured (`SMTP_URL`, `MAIL_FROM`, `MAIL_OUTBOX_DIR`).
+    #[error("configuration: {0}")]
+    Mail(#[from] TransportError),
+    /// `MAIL_FROM` is not an address (the configuration checks it; this is a second guard).
+    #[error("configuration: MAIL_FROM is not an address: {0}")]
+    MailFrom(String),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Listen {
@@ -77,6 +92,8 @@ pub struct Application {
     pool: db::DbPool,
     /// The listener of `METRICS_ADDR`, when set.
     metrics: Option<MetricsListener>,
+    /// This replica's mail worker.
+    mail_worker: Worker,
 }
 
 /// `METRICS_ADDR`'s listener: `GET /metrics` and nothing else.
@@ -94,6 +111,33 @@ impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartupError> {
         db::prepare(config.database_url(), &config.database).await?;
         let pool = db::pool(config.database_url(), &config.database)?;
+        let transport = Transport::new(&config.mail)?;
+        let from = config
+            .mail
+            .from
+            .parse()
+            .map_err(|err: lettre::address::AddressError| {
+                StartupError::MailFrom(err.to_string())
+            })?;
+        let mailer = Mailer::default();
+        let metrics = Arc::new(Metrics::new());
+        // The worker has a small pool of its own: it never takes a request's connection, and a
+        // storm of requests cannot starve the mail.
+        let mail_pool = db::pool(
+            config.database_url(),
+            &crate::config::DatabaseConfig {
+                pool_size: crate::mail::worker::POOL_SIZE,
+                ..config.database
+            },
+        )?;
+        let mail_worker = Worker::new(
+            mail_pool,
+            transport,
+            from,
+            config.mail.retry_max,
+            mailer.clone(),
+            Arc::clone(&metrics),
+        );
         let state = Arc::new(AppState {
             pool: pool.clone(),
             jwt: JwtKeys::new(&config.jwt),
@@ -102,10 +146,10 @@ impl Application {
             throttle: config.throttle,
             signup: config.signup,
             trusted_proxies: config.trusted_proxies.clone(),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             accounts: config.accounts,
             mail: config.mail.clone(),
-            mailer: Mailer::default(),
+            mailer,
             metrics_on_main_listener: config.observability.metrics_addr.is_none(),
         });
         let (listener, addr) = bind(config.listen_addr).await?;
@@ -129,6 +173,7 @@ impl Application {
             open_files: server::raise_open_files_limit(),
             metrics,
             pool,
+            mail_worker,
         })
     }
 
@@ -165,8 +210,9 @@ impl Application {
             self.pool,
             db::idempotency::CLEAN_UP_EVERY,
         ));
-        // The metrics listener stops when the main one is told to.
+        // The metrics listener and the mail worker stop when the main one is told to.
         let (stopping, stop) = tokio::sync::watch::channel(false);
+        let mut mail_worker = tokio::spawn(self.mail_worker.run(stop.clone()));
         let main = server::serve(
             self.listener,
             self.app,
@@ -195,6 +241,15 @@ impl Application {
             }
         }
         clean_up.abort();
+        // The worker finishes the sends in flight (each bounded) and records them; past that
+        // bound it is cut off, and what it had claimed is sent again when the lease ends.
+        if tokio::time::timeout(MAIL_WORKER_GRACE, &mut mail_worker)
+            .await
+            .is_err()
+        {
+            mail_worker.abort();
+            tracing::warn!("the mail worker did not finish in time; its mails will be retried");
+        }
         Ok(())
     }
 }

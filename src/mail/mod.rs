@@ -3,6 +3,8 @@
 //! replica, so that a mail is never lost to a crash or to a mail server that is down.
 
 pub mod messages;
+pub mod transport;
+pub mod worker;
 
 use std::sync::Arc;
 

@@ -156,6 +156,8 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        // The directory a server on it wrote mail files into (made at its start-up).
+        let _ = std::fs::remove_dir_all(mail_dir(self));
         let name = self.name.clone();
         // Drop runs outside async; a thread with a runtime of its own does the async cleanup.
         let _ = std::thread::spawn(move || {
@@ -200,6 +202,11 @@ pub async fn spawn_app_with(overrides: &[(&str, &str)]) -> TestApp {
     spawn_app_via(db, &url, overrides).await
 }
 
+/// Where a server on `db` writes its mail when `SMTP_URL` is unset: a directory per test database.
+pub fn mail_dir(db: &TestDatabase) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("newsapi-mail-{}", db.name))
+}
+
 /// Starts the server over `db`, reaching it at `database_url` (through a proxy, say).
 pub async fn spawn_app_via(
     db: TestDatabase,
@@ -216,10 +223,7 @@ pub async fn spawn_app_via(
         // Without `SMTP_URL` mail goes to files: a directory of the test's own, not ./mail.
         (
             "MAIL_OUTBOX_DIR".into(),
-            std::env::temp_dir()
-                .join(format!("newsapi-mail-{}", db.name))
-                .to_string_lossy()
-                .into_owned(),
+            mail_dir(&db).to_string_lossy().into_owned(),
         ),
     ]);
     for (k, v) in overrides {
@@ -711,6 +715,8 @@ impl LoggedServer {
             .env("BCRYPT_COST", "4")
             .env("LISTEN_ADDR", "127.0.0.1:0")
             .env("LOG_FORMAT", format)
+            // Without `SMTP_URL` mail goes to files: a directory of the test's own, not ./mail.
+            .env("MAIL_OUTBOX_DIR", mail_dir(&db))
             .envs(env.iter().copied())
             .current_dir(std::env::temp_dir())
             .stdin(Stdio::null())

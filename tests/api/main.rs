@@ -16,6 +16,7 @@ mod helpers;
 mod hygiene;
 mod idempotency;
 mod lifecycle;
+mod mail;
 mod metrics;
 mod news;
 mod observability;

@@ -8,10 +8,13 @@ so a reader never sees half a file), named in order of arrival:
     {"mail_from": ..., "rcpt_tos": [...], "from": ..., "to": ..., "subject": ..., "body": ...,
      "raw": ...}
 
-`body` is the decoded text of the plain-text part. Prints `listening on PORT` once it accepts
+`body` is the decoded text of the plain-text part. A recipient whose address starts with `reject`
+is refused with `550` (a permanent failure) at `RCPT TO`; a mail to one starting with `slow` is
+accepted only after two seconds. Prints `listening on PORT` once it accepts
 connections (PORT 0 or absent picks a free one); stops on SIGTERM or SIGINT.
 """
 
+import asyncio
 import email
 import email.policy
 import json
@@ -30,7 +33,17 @@ class Keep:
         self.count = len([n for n in os.listdir(directory) if n.endswith(".json")])
         self.lock = threading.Lock()
 
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        # A permanent refusal, for the tests of mail that can never be delivered.
+        if address.lower().startswith("reject"):
+            return "550 5.1.1 No such mailbox here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
     async def handle_DATA(self, server, session, envelope):
+        # A slow server, for the tests where two senders must be busy at once.
+        if any(r.lower().startswith("slow") for r in envelope.rcpt_tos):
+            await asyncio.sleep(2)
         message = email.message_from_bytes(envelope.original_content, policy=email.policy.default)
         part = message.get_body(preferencelist=("plain",))
         record = {
