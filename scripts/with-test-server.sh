@@ -11,16 +11,25 @@
 #    with a random JWT_SECRET, BCRYPT_COST=4 and sign-in throttle limits raised
 #    far above what a test run reaches (SIGNIN_MAX_FAILURES and
 #    SIGNIN_MAX_FAILURES_PER_IP; export your own values to override them);
-#    so is the sign-up limit (SIGNIN_MAX_FAILURES_PER_ACCOUNT, SIGNUP_MAX_PER_IP),
+#    so are the sign-up limit (SIGNIN_MAX_FAILURES_PER_ACCOUNT, SIGNUP_MAX_PER_IP)
+#    and the account-mail limit per client address (ACCOUNT_MAIL_MAX_PER_IP),
 #    since every request of a suite comes from one address;
-# 3. creates an admin account with `newsapi create-admin`;
-# 4. waits for GET /readyz, then runs COMMAND with these variables exported:
+# 3. starts a real SMTP server (tests/mail/sink.sh, aiosmtpd) on a free port,
+#    keeping each mail it accepts as a JSON file in a temporary directory, and
+#    points the server at it (SMTP_URL, PUBLIC_BASE_URL=BASE_URL, and
+#    MAIL_OUTBOX_DIR in a temporary directory, never in the repository);
+# 4. creates an admin account with `newsapi create-admin`;
+# 5. waits for GET /readyz, then runs COMMAND with these variables exported:
 #      BASE_URL        http://127.0.0.1:<port>
 #      ADMIN_EMAIL     the admin's email
 #      ADMIN_PASSWORD  the admin's password
 #      E2E_DATABASE_URL the database the server uses
 #      NEWSAPI_BIN     the server binary
-# 5. on exit, whatever happens, stops the server and drops the database.
+#      MAIL_SINK_DIR   where the SMTP server writes each mail it accepts, as
+#                      000001.json, 000002.json, ... with the keys rcpt_tos,
+#                      from, to, subject, body (decoded text) and raw
+# 6. on exit, whatever happens, stops the server and the SMTP server, drops the
+#    database and removes the mail directories.
 #
 # The server's log goes to target/e2e/server-<database>.log (printed when the
 # command fails). The exit status is COMMAND's.
@@ -54,6 +63,8 @@ free_port() {
 
 db_name="newsapi_e2e_$(random_hex 6)"
 server_pid=""
+sink_pid=""
+mail_dir=""
 log_file="$ROOT/target/e2e/server-$db_name.log"
 mkdir -p "$ROOT/target/e2e"
 
@@ -74,6 +85,13 @@ cleanup() {
         done
         kill -KILL "$server_pid" 2>/dev/null || true
         wait "$server_pid" 2>/dev/null || true
+    fi
+    if [[ -n $sink_pid ]]; then
+        kill -TERM "$sink_pid" 2>/dev/null || true
+        wait "$sink_pid" 2>/dev/null || true
+    fi
+    if [[ -n $mail_dir ]]; then
+        rm -rf "$mail_dir"
     fi
     psql_admin -c "drop database if exists \"$db_name\" with (force)" >/dev/null 2>&1 ||
         log "could not drop database $db_name (make clean-test-dbs drops leftovers)"
@@ -114,11 +132,38 @@ export SIGNIN_MAX_FAILURES=${SIGNIN_MAX_FAILURES:-1000000}
 export SIGNIN_MAX_FAILURES_PER_IP=${SIGNIN_MAX_FAILURES_PER_IP:-1000000}
 export SIGNIN_MAX_FAILURES_PER_ACCOUNT=${SIGNIN_MAX_FAILURES_PER_ACCOUNT:-1000000}
 export SIGNUP_MAX_PER_IP=${SIGNUP_MAX_PER_IP:-1000000}
+export ACCOUNT_MAIL_MAX_PER_IP=${ACCOUNT_MAIL_MAX_PER_IP:-1000000}
 export RUST_LOG=${E2E_RUST_LOG:-warn}
 export NEWSAPI_BIN
 export BASE_URL="http://127.0.0.1:$port"
 export ADMIN_EMAIL="admin-$(random_hex 4)@example.com"
 export ADMIN_PASSWORD="admin-$(random_hex 12)"
+
+# The SMTP server: it prints `listening on PORT` once it accepts connections.
+mail_dir=$(mktemp -d "${TMPDIR:-/tmp}/newsapi-e2e-mail.XXXXXX")
+export MAIL_SINK_DIR="$mail_dir/received"
+export MAIL_OUTBOX_DIR="$mail_dir/outbox"
+mkdir -p "$MAIL_SINK_DIR"
+: >"$mail_dir/sink.out" # before the background job opens it, so that sed finds it
+bash tests/mail/sink.sh "$MAIL_SINK_DIR" >>"$mail_dir/sink.out" 2>>"$log_file" &
+sink_pid=$!
+smtp_port=""
+for _ in $(seq 1 600); do
+    if ! kill -0 "$sink_pid" 2>/dev/null; then
+        log "the SMTP server exited during start-up; see $log_file"
+        exit 1
+    fi
+    smtp_port=$(sed -n 's/^listening on \([0-9]*\)$/\1/p' "$mail_dir/sink.out")
+    [[ -z $smtp_port ]] || break
+    sleep 0.2
+done
+[[ -n $smtp_port ]] || {
+    log "the SMTP server did not start within 120 s"
+    exit 1
+}
+export SMTP_URL="smtp://127.0.0.1:$smtp_port"
+export PUBLIC_BASE_URL=$BASE_URL
+log "SMTP server on port $smtp_port, mails in $MAIL_SINK_DIR"
 
 # The admin command migrates the database first.
 printf '%s\n' "$ADMIN_PASSWORD" | "$NEWSAPI_BIN" create-admin --email "$ADMIN_EMAIL" 2>>"$log_file"

@@ -16,6 +16,7 @@ use crate::{
         Credentials, PresentedRefreshToken, SecretToken, Signin, hash_secret_token, reserve_signup,
     },
     db::{
+        emails,
         sessions::{self, Rotation},
         users::{self, UserRow},
     },
@@ -248,12 +249,21 @@ impl AuthApi {
             .hash(password, client)
             .await
             .map_err(ApiError::from)?;
+        // Its verification link is mailed from the same transaction (`db::emails::sign_up`).
+        let token = SecretToken::generate().map_err(ApiError::internal)?;
+        let link = state.mail.link("/email/verify", &token.token);
+        let verify = emails::MailedToken {
+            hash: &token.hash,
+            expires_at: super::account::email_token_expiry(&state),
+            link: &link,
+        };
         let user = db
-            .run(async |c| users::insert_user(c, &email, name.as_ref(), Role::User, &hash).await)
+            .run(async |c| emails::sign_up(c, &email, name.as_ref(), &hash, verify).await)
             .await?
             .ok_or(ApiError::Conflict(
                 "an account with this email already exists",
             ))?;
+        state.mailer.wake();
         Ok(SignupResponse::Created(
             Json(user.into()),
             NO_STORE.to_string(),

@@ -12,8 +12,14 @@ use poem::{
 use crate::error::render_any_error;
 
 /// The paths whose every response — success or error — carries a token or account data: sign-up
-/// (the new account), sign-in and refresh (tokens), whoami (the account).
-pub const NO_STORE_PATHS: &[&str] = &["/signup", "/signin", "/token/refresh", "/whoami"];
+/// (the new account), sign-in and refresh (tokens), whoami and `PATCH /account` (the account).
+pub const NO_STORE_PATHS: &[&str] = &[
+    "/signup",
+    "/signin",
+    "/token/refresh",
+    "/whoami",
+    "/account",
+];
 
 /// The value of `Cache-Control` on [`NO_STORE_PATHS`].
 pub const NO_STORE: &str = "no-store";

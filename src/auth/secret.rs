@@ -55,6 +55,16 @@ impl crate::domain::TextRule for PresentedAccountToken {
     const MAX_CHARS: usize = 512;
 }
 
+/// A one-time token from a mailed link (password reset, email confirmation) as a client presents
+/// it: 1 to 512 characters (ours are 43).
+pub struct MailedToken;
+
+impl crate::domain::TextRule for MailedToken {
+    const FIELD: &'static str = "token";
+    const MIN_CHARS: usize = 1;
+    const MAX_CHARS: usize = 512;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,6 +3,7 @@
 //! request is the API's job.
 
 pub mod connect;
+pub mod emails;
 pub mod failure;
 pub mod idempotency;
 pub mod mail;

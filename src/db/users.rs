@@ -12,7 +12,7 @@ use super::schema::{user_credentials, users};
 use crate::domain::{Email, Role, Timestamp, UserName, canonical_email};
 
 /// The unique index on `users.email_canonical`: a taken email, in any spelling.
-const EMAIL_TAKEN: &str = "users_email_canonical_key";
+pub(super) const EMAIL_TAKEN: &str = "users_email_canonical_key";
 
 /// A user as stored; it never carries the password hash.
 #[derive(Debug, Clone, Queryable, Selectable, Insertable)]
@@ -304,4 +304,37 @@ pub async fn delete_user(conn: &mut AsyncPgConnection, user_id: Uuid) -> QueryRe
         })
     })
     .await
+}
+
+/// Sets the display name of the user with this id (`None` clears it); the user as changed, or
+/// `None` for an unknown id.
+///
+/// # Errors
+/// Database errors.
+pub async fn set_name(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    name: Option<&UserName>,
+) -> QueryResult<Option<UserRow>> {
+    diesel::update(users::table.find(id))
+        .set(users::name.eq(name.map(UserName::as_str)))
+        .returning(UserRow::as_returning())
+        .get_result(conn)
+        .await
+        .optional()
+}
+
+/// Marks the current email of the user with this id verified (keeping an earlier date); `false`
+/// for an unknown id.
+///
+/// # Errors
+/// Database errors.
+pub async fn mark_email_verified(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
+    let changed = diesel::update(users::table.find(id))
+        .set(users::email_verified_at.eq(diesel::dsl::sql::<
+            diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
+        >("coalesce(email_verified_at, now())")))
+        .execute(conn)
+        .await?;
+    Ok(changed > 0)
 }

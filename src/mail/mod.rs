@@ -2,6 +2,7 @@
 //! of the change that causes it ([`crate::db::mail::enqueue`]) and sent later by a worker in every
 //! replica, so that a mail is never lost to a crash or to a mail server that is down.
 
+pub mod messages;
 pub mod transport;
 pub mod worker;
 

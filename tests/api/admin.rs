@@ -89,6 +89,15 @@ async fn create_admin_makes_an_admin_who_signs_in_with_the_password_from_stdin()
     assert_eq!(stored, 1);
     let tokens = app.tokens("root@example.com", PASSWORD).await;
     assert_eq!(role_of(&app, access_token(&tokens)).await, "admin");
+    // The operator vouches for the address: verified, and no verification mail.
+    let me: Value = app
+        .whoami(access_token(&tokens))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["email_verified"], true);
+    assert_eq!(db_count(&app, "SELECT count(*) FROM mail_outbox").await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread")]

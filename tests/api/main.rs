@@ -1,6 +1,7 @@
 //! Black-box tests: each test starts the real server on its own fresh database and talks to it
 //! over HTTP.
 
+mod account_email;
 mod account_password;
 mod admin;
 mod attacks;

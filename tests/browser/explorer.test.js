@@ -4,15 +4,18 @@
 //   1. /explorer (Swagger UI) loads and lists every operation of the served spec;
 //   2. a user signs up and signs in through the API; the Authorize button takes the access token;
 //   3. "Try it out" on GET /whoami answers 200 with the user's email;
-//   4. /redoc renders the reference with every operation;
-//   5. neither page asked for anything from another host, and their Content-Security-Policy
+//   4. the `account` tag lists every account operation of the spec; "Try it out" on PATCH /account
+//      renames the user (200), and on POST /password/forgot answers 202, after which the real SMTP
+//      server (MAIL_SINK_DIR) receives the reset link;
+//   5. /redoc renders the reference with every operation;
+//   6. neither page asked for anything from another host, and their Content-Security-Policy
 //      refused nothing they needed.
 //
 // Screenshots go to target/browser/. Requests to anywhere but BASE_URL are refused (the pages must
 // work offline) and counted. Prints one line per step and, last, `browser: N passed, M failed`.
 
 import { randomBytes } from "node:crypto";
-import { mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -21,6 +24,7 @@ import { chromium } from "playwright-core";
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
 const SHOTS = join(ROOT, "target", "browser");
 const BASE_URL = process.env.BASE_URL;
+const MAIL_SINK_DIR = process.env.MAIL_SINK_DIR;
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
 // Without the background-networking flags Chromium keeps trying hosts this machine cannot reach.
 const FLAGS = [
@@ -35,8 +39,8 @@ const FLAGS = [
 ];
 const TIMEOUT = 30_000;
 
-if (!BASE_URL) {
-  throw new Error("BASE_URL is not set; run me through tests/browser/run.sh");
+if (!BASE_URL || !MAIL_SINK_DIR) {
+  throw new Error("BASE_URL or MAIL_SINK_DIR is not set; run me through tests/browser/run.sh");
 }
 
 const run = randomBytes(4).toString("hex");
@@ -135,6 +139,83 @@ async function tryItOutOnWhoami(page) {
   return `200 ${user.email}`;
 }
 
+async function accountOperationsUnderTheirTag(page) {
+  const spec = await api("GET", "/openapi.json");
+  const expected = [];
+  for (const [path, item] of Object.entries(spec.body.paths)) {
+    for (const [method, operation] of Object.entries(item)) {
+      if (operation.tags?.includes("account")) expected.push(`${method.toUpperCase()} ${path}`);
+    }
+  }
+  expected.sort();
+  check(expected.length > 0, "the spec has no operation tagged account");
+  const section = page.locator(".opblock-tag-section").filter({
+    has: page.locator('.opblock-tag[data-tag="account"]'),
+  });
+  const listed = await section.locator(".opblock").evaluateAll((blocks) =>
+    blocks.map((block) => {
+      const method = block.querySelector(".opblock-summary-method")?.textContent?.trim() ?? "";
+      const path = block.querySelector(".opblock-summary-path")?.getAttribute("data-path") ?? "";
+      return `${method.toUpperCase()} ${path}`;
+    }),
+  );
+  listed.sort();
+  check(
+    JSON.stringify(listed) === JSON.stringify(expected),
+    `the account tag lists ${JSON.stringify(listed)}, the spec has ${JSON.stringify(expected)}`,
+  );
+  return `${listed.length} operations`;
+}
+
+// Opens the operation at `path`, presses "Try it out", puts `body` in the request body, executes
+// it, and answers the status and the response body shown.
+async function tryItOut(page, path, body, shotName) {
+  const operation = page.locator(".opblock").filter({
+    has: page.locator(`.opblock-summary-path[data-path="${path}"]`),
+  });
+  await operation.locator(".opblock-summary-control").click();
+  await operation.locator("button.try-out__btn").click();
+  await operation.locator("textarea.body-param__text").fill(JSON.stringify(body));
+  await operation.locator("button.execute").click();
+  const response = operation.locator(".live-responses-table .response").first();
+  await response.waitFor({ timeout: TIMEOUT });
+  const status = (await response.locator(".response-col_status").textContent())?.trim();
+  const pre = response.locator(".response-col_description pre").first();
+  const text = (await pre.count()) > 0 ? ((await pre.textContent()) ?? "") : "";
+  await operation.screenshot({ path: join(SHOTS, shotName) });
+  return { status, text };
+}
+
+async function tryItOutOnUpdateAccount(page) {
+  const name = `Renamed in the explorer ${run}`;
+  const { status, text } = await tryItOut(page, "/account", { name }, "explorer-update-account.png");
+  check(status === "200", `PATCH /account answered ${status} in the explorer: ${text}`);
+  const user = JSON.parse(text);
+  check(user.email === email && user.name === name, `PATCH /account answered ${text}`);
+  const me = await api("GET", "/whoami", undefined, state.token);
+  check(me.body?.name === name, `GET /whoami answers ${JSON.stringify(me.body)} after the rename`);
+  return `200 ${user.name}`;
+}
+
+function mailsTo(address) {
+  return readdirSync(MAIL_SINK_DIR)
+    .filter((name) => name.endsWith(".json"))
+    .map((name) => JSON.parse(readFileSync(join(MAIL_SINK_DIR, name), "utf8")))
+    .filter((mail) => mail.rcpt_tos.some((rcpt) => rcpt.toLowerCase() === address));
+}
+
+async function tryItOutOnForgotPassword(page) {
+  const { status, text } = await tryItOut(page, "/password/forgot", { email }, "explorer-forgot-password.png");
+  check(status === "202", `POST /password/forgot answered ${status} in the explorer: ${text}`);
+  const link = `${BASE_URL}/password/reset?token=`;
+  const deadline = Date.now() + 10_000;
+  while (!mailsTo(email).some((mail) => mail.body.includes(link))) {
+    check(Date.now() < deadline, `no mail to ${email} with a link to ${link} within 10 s`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  return "202, and the reset link arrived by mail";
+}
+
 async function redocRenders(page) {
   const spec = await api("GET", "/openapi.json");
   const summaries = Object.values(spec.body.paths).flatMap((item) =>
@@ -164,6 +245,9 @@ const steps = [
   ["sign up and sign in (through the API)", signUpAndSignIn],
   ["the Authorize button takes the bearer token", authorize],
   ['"Try it out" on GET /whoami', tryItOutOnWhoami],
+  ["the account operations are under the account tag", accountOperationsUnderTheirTag],
+  ['"Try it out" on PATCH /account', tryItOutOnUpdateAccount],
+  ['"Try it out" on POST /password/forgot, and the mail arrives', tryItOutOnForgotPassword],
   ["/redoc renders", redocRenders],
   ["nothing from other hosts, nothing refused by the policy", nothingFromOtherHostsAndNothingRefused],
 ];

@@ -7,6 +7,7 @@ mod password;
 
 use poem::Request;
 
+pub(super) use self::email::expiry as email_token_expiry;
 pub use self::{email::EmailApi, password::PasswordApi};
 use super::{AppState, CurrentUser, client_ip};
 use crate::{

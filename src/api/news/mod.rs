@@ -5,7 +5,7 @@ mod responses;
 mod wire;
 
 use chrono::{DateTime, Utc};
-use poem::Request;
+use poem::{Request, web::Data};
 use poem_openapi::{
     OpenApi,
     param::{Header, Path, Query},
@@ -25,7 +25,8 @@ use self::{
     },
 };
 use super::{
-    ApiTags, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody, JsonBytes, idempotency,
+    ApiTags, AppState, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody, JsonBytes,
+    SharedState, idempotency,
 };
 use crate::{
     db::{
@@ -124,6 +125,7 @@ impl NewsApi {
     #[oai(path = "/news", method = "post", operation_id = "createNews")]
     async fn create(
         &self,
+        state: Data<&SharedState>,
         req: &Request,
         user: CurrentUser,
         mut db: Db,
@@ -138,6 +140,7 @@ impl NewsApi {
         idempotency_key: Header<Option<String>>,
         body: JsonBody<NewsInput>,
     ) -> Result<CreateResponse, Errors<CreateErrors>> {
+        may_write(&state, &user)?;
         let key = idempotency::key_of(req)?;
         let draft = body.0.parse()?;
         let (stored, replayed) = match key {
@@ -238,6 +241,7 @@ impl NewsApi {
     #[oai(path = "/news/:id", method = "put", operation_id = "replaceNews")]
     async fn replace(
         &self,
+        state: Data<&SharedState>,
         user: CurrentUser,
         db: Db,
         /// The news item's id
@@ -247,6 +251,7 @@ impl NewsApi {
         if_match: Header<Option<String>>,
         body: JsonBody<NewsInput>,
     ) -> Result<ReplaceResponse, Errors<WriteErrors>> {
+        may_write(&state, &user)?;
         let changes = NewsChanges::from(body.0.parse()?);
         let (news, tag) = write(user, db, id.0, if_match.0.as_deref(), &changes).await?;
         Ok(ReplaceResponse::Ok(Json(news), tag))
@@ -258,6 +263,7 @@ impl NewsApi {
     #[oai(path = "/news/:id", method = "patch", operation_id = "updateNews")]
     async fn update(
         &self,
+        state: Data<&SharedState>,
         user: CurrentUser,
         db: Db,
         /// The news item's id
@@ -267,6 +273,7 @@ impl NewsApi {
         if_match: Header<Option<String>>,
         body: JsonBody<NewsPatch>,
     ) -> Result<UpdateResponse, Errors<WriteErrors>> {
+        may_write(&state, &user)?;
         let changes = NewsChanges::from(body.0.parse()?);
         let (news, tag) = write(user, db, id.0, if_match.0.as_deref(), &changes).await?;
         Ok(UpdateResponse::Ok(Json(news), tag))
@@ -278,6 +285,7 @@ impl NewsApi {
     #[oai(path = "/news/:id", method = "delete", operation_id = "deleteNews")]
     async fn delete(
         &self,
+        state: Data<&SharedState>,
         user: CurrentUser,
         mut db: Db,
         /// The news item's id
@@ -286,6 +294,7 @@ impl NewsApi {
         #[oai(name = "If-Match")]
         if_match: Header<Option<String>>,
     ) -> Result<DeleteResponse, Errors<DeleteErrors>> {
+        may_write(&state, &user)?;
         let versions = expected_versions(if_match.0.as_deref());
         let outcome = db
             .run(async |c| db_news::delete_news(c, id.0, writer(user), versions.as_deref()).await)
@@ -305,6 +314,7 @@ impl NewsApi {
     )]
     async fn bulk_update(
         &self,
+        state: Data<&SharedState>,
         user: CurrentUser,
         mut db: Db,
         /// Full-text search over title and body (web-search syntax, English stemming);
@@ -319,6 +329,7 @@ impl NewsApi {
         created_before: Query<Option<DateTime<Utc>>>,
         body: JsonBody<NewsPatch>,
     ) -> Result<BulkResponse, Errors<BulkErrors>> {
+        may_write(&state, &user)?;
         if user.role != Role::Admin {
             return Err(ApiError::Forbidden("only admins may change news in bulk").into());
         }
@@ -383,6 +394,16 @@ async fn write(
     let news = written(outcome)?;
     let tag = entity_tag(news.version);
     Ok((news.into(), tag))
+}
+
+/// `REQUIRE_VERIFIED_EMAIL`: when it is on, a user whose email is not verified may read news but
+/// not create, change or delete any (403, `/problems/email-not-verified`). Every operation that
+/// writes news calls this first.
+fn may_write(state: &AppState, user: &CurrentUser) -> Result<(), ApiError> {
+    if state.accounts.require_verified_email && !user.email_verified {
+        return Err(ApiError::EmailNotVerified);
+    }
+    Ok(())
 }
 
 fn writer(user: CurrentUser) -> Writer {

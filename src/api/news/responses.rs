@@ -98,7 +98,7 @@ pub(super) enum DeleteResponse {
 
 error_statuses! {
     ListErrors: 400, 401, 500, 503;
-    CreateErrors: 400, 401, 408, 409, 413, 415, 422, 500, 503;
+    CreateErrors: 400, 401, 403, 408, 409, 413, 415, 422, 500, 503;
     GetErrors: 400, 401, 404, 500, 503;
     WriteErrors: 400, 401, 403, 404, 408, 412, 413, 415, 422, 500, 503;
     BulkErrors: 400, 401, 403, 408, 413, 415, 422, 500, 503;

@@ -3,10 +3,16 @@
 //
 // Runs against the server at BASE_URL (tests/clients/typescript/run.sh starts one): sign up, sign
 // in, whoami, create news, list them with a filter and a cursor, update one, delete it, and check
-// that a 401 and a 422 come back as typed `Problem` errors. Prints one line per step and, last,
-// `clients-typescript: N passed, M failed`.
+// that a 401 and a 422 come back as typed `Problem` errors. Then the account, with the mails a real
+// SMTP server received (MAIL_SINK_DIR, one JSON file per mail): verify the email with the link
+// mailed at sign-up, set and clear the name, change the password, reset a forgotten one by mail
+// (and reuse the token: 400 invalid-token), change the email by mail, and delete the account.
+// Prints one line per step and, last, `clients-typescript: N passed, M failed`.
 
 import { randomBytes } from "node:crypto";
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { setTimeout as sleep } from "node:timers/promises";
 import createClient, { type Client } from "openapi-fetch";
 import type { components, paths } from "./generated/schema.js";
 
@@ -23,9 +29,13 @@ function requiredEnv(name: string): string {
 }
 
 const baseUrl = requiredEnv("BASE_URL");
+const mailSinkDir = requiredEnv("MAIL_SINK_DIR");
 const run = randomBytes(4).toString("hex");
 const email = `typescript-client-${run}@example.com`;
+const newEmail = `typescript-client-${run}-new@example.com`;
 const password = `generated typescript client ${run}`;
+const changedPassword = `changed typescript client ${run}`;
+const resetPassword = `reset typescript client ${run}`;
 
 const anonymous: Client<paths> = createClient<paths>({ baseUrl });
 
@@ -33,8 +43,77 @@ interface State {
   user?: User;
   client?: Client<paths>;
   created: News[];
+  mailsRead: Set<string>;
+  resetToken?: string;
 }
-const state: State = { created: [] };
+const state: State = { created: [], mailsRead: new Set() };
+
+// One mail the SMTP server accepted (tests/mail/smtp_sink.py writes one JSON file per mail).
+interface ReceivedMail {
+  rcpt_tos: string[];
+  subject: string;
+  body: string;
+}
+
+function receivedMails(): [string, ReceivedMail][] {
+  return readdirSync(mailSinkDir)
+    .filter((name) => name.endsWith(".json"))
+    .sort()
+    .map((name) => [name, JSON.parse(readFileSync(join(mailSinkDir, name), "utf8")) as ReceivedMail]);
+}
+
+function isFor(mail: ReceivedMail, to: string): boolean {
+  return mail.rcpt_tos.some((rcpt) => rcpt.toLowerCase() === to.toLowerCase());
+}
+
+function mailsTo(to: string): number {
+  return receivedMails().filter(([, mail]) => isFor(mail, to)).length;
+}
+
+// The token of the first mail to `to` not read yet whose body links to BASE_URL + path (the server
+// runs with PUBLIC_BASE_URL = BASE_URL), waiting up to 10 s.
+async function mailedToken(to: string, path: string): Promise<string> {
+  const prefix = `${baseUrl}${path}?token=`.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+  const link = new RegExp(`${prefix}([A-Za-z0-9_~.%-]+)`);
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    for (const [name, mail] of receivedMails()) {
+      if (state.mailsRead.has(name) || !isFor(mail, to)) continue;
+      const found = link.exec(mail.body);
+      if (found?.[1]) {
+        state.mailsRead.add(name);
+        return found[1];
+      }
+    }
+    check(Date.now() < deadline, `no mail to ${to} linking to ${path} within 10 s`);
+    await sleep(100);
+  }
+}
+
+async function signInAs(address: string, secret: string): Promise<Client<paths>> {
+  const { data, error, response } = await anonymous.POST("/signin", {
+    body: { email: address, password: secret },
+  });
+  check(response.status === 200 && data, `signin as ${address} failed`, error);
+  return createClient<paths>({ baseUrl, headers: { Authorization: `Bearer ${data.access_token}` } });
+}
+
+async function signInRefused(address: string, secret: string): Promise<void> {
+  const { error, response } = await anonymous.POST("/signin", {
+    body: { email: address, password: secret },
+  });
+  check(response.status === 401 && error?.status === 401, `signin as ${address} was not refused`);
+}
+
+async function whoamiVia(client: Client<paths>): Promise<User> {
+  const { data, error } = await client.GET("/whoami");
+  check(data, "whoami failed", error);
+  return data;
+}
+
+async function whoamiStatus(client: Client<paths>): Promise<number> {
+  return (await client.GET("/whoami")).response.status;
+}
 
 function check(condition: unknown, what: string, detail?: unknown): asserts condition {
   if (!condition) {
@@ -83,6 +162,7 @@ async function whoami(): Promise<void> {
   const { data, error } = await signedIn().GET("/whoami");
   check(data, "whoami failed", error);
   check(data.email === email && data.id === me().id, "whoami answered someone else", data);
+  check(data.email_verified === false, "a new account's email is verified already", data);
 }
 
 async function createNews(): Promise<void> {
@@ -169,6 +249,101 @@ async function validationIsATypedProblem(): Promise<void> {
   check(JSON.stringify(fields) === JSON.stringify(["title"]), "errors", problem.errors);
 }
 
+async function verifyEmail(): Promise<void> {
+  const token = await mailedToken(email, "/email/verify");
+  const { error, response } = await anonymous.POST("/email/verify", { body: { token } });
+  check(response.status === 204, "verifyEmail failed", error);
+  check((await whoamiVia(signedIn())).email_verified === true, "the email is not verified");
+}
+
+async function updateAccount(): Promise<void> {
+  const named = await signedIn().PATCH("/account", { body: { name: "TS Client, renamed" } });
+  check(named.response.status === 200 && named.data?.name === "TS Client, renamed", "rename", named.error);
+  const untouched = await signedIn().PATCH("/account", { body: {} });
+  check(untouched.data?.name === "TS Client, renamed", "an empty patch changed the name", untouched.data);
+  const cleared = await signedIn().PATCH("/account", { body: { name: null } });
+  check(cleared.response.status === 200 && cleared.data?.name === null, "clear the name", cleared.error);
+  check((await whoamiVia(signedIn())).name === null, "the name is still there");
+}
+
+async function changePassword(): Promise<void> {
+  const wrong = await signedIn().POST("/account/password", {
+    body: { current_password: `not it ${run}`, new_password: changedPassword },
+  });
+  check(wrong.response.status === 403 && wrong.error?.status === 403, "a wrong current password", wrong.error);
+  const otherSession = await signInAs(email, password);
+  const { error, response } = await signedIn().POST("/account/password", {
+    body: { current_password: password, new_password: changedPassword },
+  });
+  check(response.status === 204, "changePassword failed", error);
+  await signInRefused(email, password);
+  await signInAs(email, changedPassword);
+  // The caller's session stays; every other one ends.
+  check((await whoamiVia(signedIn())).email === email, "the caller's session ended");
+  check((await whoamiStatus(otherSession)) === 401, "another session survived the change");
+}
+
+async function resetForgottenPassword(): Promise<void> {
+  const forgot = await anonymous.POST("/password/forgot", { body: { email } });
+  check(forgot.response.status === 202, "forgotPassword failed", forgot.error);
+  const token = await mailedToken(email, "/password/reset");
+  const { error, response } = await anonymous.POST("/password/reset", {
+    body: { token, new_password: resetPassword },
+  });
+  check(response.status === 204, "resetPassword failed", error);
+  state.resetToken = token;
+  await signInRefused(email, changedPassword);
+  // A reset ends every session, the one used so far included.
+  check((await whoamiStatus(signedIn())) === 401, "a session survived the reset");
+  state.client = await signInAs(email, resetPassword);
+}
+
+async function resetTokenReuseIsRefused(): Promise<void> {
+  check(state.resetToken, "no reset token");
+  const { data, error, response } = await anonymous.POST("/password/reset", {
+    body: { token: state.resetToken, new_password: `attacker ${run}` },
+  });
+  check(data === undefined && response.status === 400, "a used token was taken");
+  const problem: Problem | undefined = error;
+  check(problem?.status === 400 && problem.type === "/problems/invalid-token", "problem", problem);
+  await signInRefused(email, `attacker ${run}`);
+  await signInAs(email, resetPassword);
+}
+
+async function changeEmail(): Promise<void> {
+  const { error, response } = await signedIn().POST("/account/email", {
+    body: { new_email: newEmail, current_password: resetPassword },
+  });
+  check(response.status === 202, "changeEmail failed", error);
+  // Nothing changes until the new address confirms.
+  check((await whoamiVia(signedIn())).email === email, "the email changed before it was confirmed");
+  const token = await mailedToken(newEmail, "/email/verify");
+  const toldBefore = mailsTo(email);
+  const verified = await anonymous.POST("/email/verify", { body: { token } });
+  check(verified.response.status === 204, "verifyEmail failed", verified.error);
+  const user = await whoamiVia(signedIn());
+  check(user.email === newEmail && user.email_verified, "the new email", user);
+  await signInRefused(email, resetPassword);
+  state.client = await signInAs(newEmail, resetPassword);
+  // The old address is told.
+  const deadline = Date.now() + 10_000;
+  while (mailsTo(email) <= toldBefore) {
+    check(Date.now() < deadline, `no mail to the old address ${email}`);
+    await sleep(100);
+  }
+}
+
+async function deleteAccount(): Promise<void> {
+  const wrong = await signedIn().POST("/account/delete", { body: { current_password: `not it ${run}` } });
+  check(wrong.response.status === 403 && wrong.error?.status === 403, "a wrong current password", wrong.error);
+  const { error, response } = await signedIn().POST("/account/delete", {
+    body: { current_password: resetPassword },
+  });
+  check(response.status === 204, "deleteAccount failed", error);
+  await signInRefused(newEmail, resetPassword);
+  check((await whoamiStatus(signedIn())) === 401, "the deleted account's token still works");
+}
+
 const steps: [string, () => Promise<void>][] = [
   ["sign up", signUp],
   ["sign in", signIn],
@@ -179,6 +354,13 @@ const steps: [string, () => Promise<void>][] = [
   ["delete", remove],
   ["a 401 is a typed Problem", unauthorizedIsATypedProblem],
   ["a 422 is a typed Problem", validationIsATypedProblem],
+  ["verify the email with the link mailed at sign-up", verifyEmail],
+  ["set the name, then clear it with null", updateAccount],
+  ["change the password", changePassword],
+  ["reset a forgotten password with the mailed link", resetForgottenPassword],
+  ["a used reset token is 400 invalid-token", resetTokenReuseIsRefused],
+  ["change the email with the link mailed to the new address", changeEmail],
+  ["delete the account", deleteAccount],
 ];
 
 let passed = 0;
