@@ -98,7 +98,9 @@ pub async fn resend_verification(
     verify: MailedToken<'_>,
 ) -> QueryResult<Resent> {
     conn.transaction(async |conn| {
-        // Locked, so that a confirmation or a change of email cannot slip in between.
+        // Not locked: `confirm_email` locks a token before the user, and this would lock the user
+        // before a token. A change of email committed meanwhile leaves this token bound to the old
+        // email, which then verifies nothing.
         let user: Option<(String, Option<String>, Option<DateTime<Utc>>)> = users::table
             .find(user_id)
             .select((
@@ -106,7 +108,6 @@ pub async fn resend_verification(
                 users::email_canonical,
                 users::email_verified_at,
             ))
-            .for_update()
             .first(conn)
             .await
             .optional()?;
@@ -169,10 +170,11 @@ pub async fn request_email_change(
 ) -> QueryResult<ChangeRequested> {
     let canonical = new_email.canonical();
     conn.transaction(async |conn| {
+        // Not locked (see `resend_verification`): these checks spare a mail that could not be
+        // confirmed; the unique index decides at the confirmation.
         let current: Option<Option<String>> = users::table
             .find(user_id)
             .select(users::email_canonical)
-            .for_update()
             .first(conn)
             .await
             .optional()?;

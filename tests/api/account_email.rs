@@ -110,6 +110,13 @@ async fn sign_up_mails_a_link_whose_token_verifies_the_email_once() {
     assert_eq!(first.status(), 204);
     assert_eq!(me(&app, &access).await["email_verified"], true);
     assert_invalid_account_token(again, "the same token again").await;
+    // A sign-up refused for a taken email queues nothing.
+    let taken = app
+        .signup(&json!({"email": "ADA@example.com", "password": PASSWORD}))
+        .await;
+    assert_problem(taken, 409).await;
+    assert_eq!(queued_for(&app, "ADA@example.com").await, 0);
+    assert_eq!(queued_for(&app, "ada@example.com").await, 1);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -554,4 +561,28 @@ async fn without_require_verified_email_an_unverified_user_writes() {
     let access = signed_up(&app, "ada@example.com").await;
     app.create_news(&access, &json!({"title": "T", "body": "B"}))
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_verification_token_proves_only_the_email_it_was_mailed_to() {
+    // Arrange: the account's email changes behind the token's back (no revocation).
+    let sink = SmtpSink::start().await;
+    let app = app_mailing_to(&sink, &[]).await;
+    let access = signed_up(&app, "ada@example.com").await;
+    let token = sink
+        .latest("ada@example.com", VERIFY)
+        .await
+        .token("/email/verify");
+    db_execute(
+        &app,
+        "UPDATE users SET email = 'eve@example.com', email_canonical = 'eve@example.com'",
+    )
+    .await;
+
+    // Act
+    let verified = verify(&app, &token).await;
+
+    // Assert
+    assert_invalid_account_token(verified, "a token for another email").await;
+    assert_eq!(me(&app, &access).await["email_verified"], false);
 }
