@@ -12,8 +12,6 @@ pub mod signup;
 pub use account_mail::account_mail_budgets;
 pub use jwt::{AccessClaims, JwtKeys, TokenError};
 pub use password::PasswordHasher;
-pub use secret::{
-    MailedToken, PresentedAccountToken, PresentedRefreshToken, SecretToken, hash_secret_token,
-};
+pub use secret::{PresentedAccountToken, PresentedRefreshToken, SecretToken, hash_secret_token};
 pub use signin::{Credentials, Signin, SigninError, StartedSession};
 pub use signup::{SignupLimitError, reserve_signup};

@@ -45,21 +45,11 @@ impl crate::domain::TextRule for PresentedRefreshToken {
     const MAX_CHARS: usize = 512;
 }
 
-/// A one-time token from a mailed link as a client presents it (`token`): 1 to 512 characters (ours
-/// are 43; the limit only keeps hashing cheap).
+/// A one-time token from a mailed link (password reset, email confirmation) as a client presents it
+/// (`token`): 1 to 512 characters (ours are 43; the limit only keeps hashing cheap).
 pub struct PresentedAccountToken;
 
 impl crate::domain::TextRule for PresentedAccountToken {
-    const FIELD: &'static str = "token";
-    const MIN_CHARS: usize = 1;
-    const MAX_CHARS: usize = 512;
-}
-
-/// A one-time token from a mailed link (password reset, email confirmation) as a client presents
-/// it: 1 to 512 characters (ours are 43).
-pub struct MailedToken;
-
-impl crate::domain::TextRule for MailedToken {
     const FIELD: &'static str = "token";
     const MIN_CHARS: usize = 1;
     const MAX_CHARS: usize = 512;

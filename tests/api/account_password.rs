@@ -433,7 +433,11 @@ async fn forgot_password_answers_alike_for_unknown_and_impossible_emails() {
     let problem = assert_problem(forgot(&app, &"e".repeat(255)).await, 422).await;
     assert_eq!(error_fields(&problem), ["email"]);
     assert_eq!(
-        db_count(&app, "SELECT count(*) FROM account_tokens").await,
+        db_count(
+            &app,
+            "SELECT count(*) FROM account_tokens WHERE purpose = 'password_reset'"
+        )
+        .await,
         0
     );
     assert_eq!(

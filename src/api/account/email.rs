@@ -11,7 +11,7 @@ use crate::{
         ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
         auth::User, client_ip, errors::error_statuses, text::Text,
     },
-    auth::{MailedToken, SecretToken, account_mail_budgets, hash_secret_token},
+    auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
     db::{
         emails::{self, ChangeRequested, Confirmed, MailedToken as Mailed, Resent},
         users,
@@ -45,7 +45,7 @@ pub struct ChangeEmailRequest {
 #[derive(Debug, Deserialize, Object)]
 pub struct EmailTokenRequest {
     /// The `token` parameter of the link mailed at sign-up, by `POST /email/verify/resend` or by `POST /account/email`.
-    pub token: Text<MailedToken>,
+    pub token: Text<PresentedAccountToken>,
 }
 
 /// `new_email`: an [`Email`] under its own field name.
