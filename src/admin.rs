@@ -82,7 +82,7 @@ pub async fn create_admin(
         .await?
         .ok_or_else(|| AdminError::Exists(email.as_str().to_string()))?;
     // The operator typed the address and vouches for it: no verification mail is sent.
-    users::mark_email_verified(&mut conn, user.id).await?;
+    users::mark_email_verified(&mut conn, user.id, None).await?;
     Ok(user.id)
 }
 

@@ -18,7 +18,7 @@ use super::{
     schema::users,
     throttle::{self, Budget, Reserved},
     tokens::{self, NewToken, Purpose},
-    users::{EMAIL_TAKEN, UserRow, insert_user},
+    users::{EMAIL_TAKEN, UserRow, insert_user, mark_email_verified},
 };
 use crate::{
     domain::{Email, Role, UserName},
@@ -256,19 +256,10 @@ pub async fn confirm_email(conn: &mut AsyncPgConnection, hash: &[u8]) -> QueryRe
         .transaction::<_, Abort, _>(async |conn| {
             if let Some(token) = tokens::take(conn, hash, Purpose::EmailVerify).await? {
                 // Only for the email it was mailed to; a verified email keeps its first date.
-                let verified = diesel::update(
-                    users::table
-                        .find(token.user_id)
-                        .filter(users::email_canonical.eq(token.email_canonical)),
-                )
-                .set(users::email_verified_at.eq(diesel::dsl::sql::<
-                    diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
-                >(
-                    "coalesce(email_verified_at, now())"
-                )))
-                .execute(conn)
-                .await?;
-                return Ok(if verified == 1 {
+                let verified =
+                    mark_email_verified(conn, token.user_id, token.email_canonical.as_deref())
+                        .await?;
+                return Ok(if verified {
                     Confirmed::Verified
                 } else {
                     Confirmed::Invalid

@@ -324,13 +324,21 @@ pub async fn set_name(
         .optional()
 }
 
-/// Marks the current email of the user with this id verified (keeping an earlier date); `false`
-/// for an unknown id.
+/// Marks the current email of the user with this id verified (keeping an earlier date) — only if
+/// it still has the canonical form `only_if_email`, when given; `false` when no row matched.
 ///
 /// # Errors
 /// Database errors.
-pub async fn mark_email_verified(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<bool> {
-    let changed = diesel::update(users::table.find(id))
+pub async fn mark_email_verified(
+    conn: &mut AsyncPgConnection,
+    id: Uuid,
+    only_if_email: Option<&str>,
+) -> QueryResult<bool> {
+    let mut update = diesel::update(users::table.find(id)).into_boxed();
+    if let Some(canonical) = only_if_email {
+        update = update.filter(users::email_canonical.eq(canonical));
+    }
+    let changed = update
         .set(users::email_verified_at.eq(diesel::dsl::sql::<
             diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>,
         >("coalesce(email_verified_at, now())")))

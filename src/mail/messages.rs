@@ -1,4 +1,4 @@
-//! The text of the mails about the account's email: what each says, in one place.
+//! The text of every mail the server sends: what each says, in one place.
 
 use super::Outgoing;
 
@@ -47,6 +47,36 @@ pub fn email_changed(old_email: &str, new_email: &str) -> Outgoing {
              longer signs in.\n\n\
              If you did not do this, someone who knows your password has your account: contact \
              the operator of this newsapi at once.\n"
+        ),
+    }
+}
+
+/// To an account that asked to reset its password: follow `link` within `minutes`.
+#[must_use]
+pub fn reset_password(to: &str, link: &str, minutes: u64) -> Outgoing {
+    Outgoing {
+        to: to.to_string(),
+        subject: "Reset your password".to_string(),
+        body: format!(
+            "Someone, hopefully you, asked to reset the password of the account {to}.\n\n\
+             To choose a new password, open this link within {minutes} minutes:\n\n{link}\n\n\
+             The link works once. If you did not ask for it, ignore this mail: your password \
+             stays as it is.\n"
+        ),
+    }
+}
+
+/// The notice that the password was changed (by the owner, or through a reset link).
+#[must_use]
+pub fn password_changed(to: &str) -> Outgoing {
+    Outgoing {
+        to: to.to_string(),
+        subject: "Your password was changed".to_string(),
+        body: format!(
+            "The password of the account {to} was just changed, and every other session of it \
+             was signed out.\n\n\
+             If this was not you, reset your password at once with \"Forgot password\" and \
+             check your account.\n"
         ),
     }
 }

@@ -351,6 +351,15 @@ async fn a_forgotten_password_is_reset_through_the_mailed_link() {
         );
     }
     sink.latest(ADA, CHANGED_SUBJECT).await;
+    assert_eq!(
+        db_count(
+            &app,
+            "SELECT count(*) FROM users WHERE email_verified_at IS NOT NULL"
+        )
+        .await,
+        1,
+        "the reset link reached the account's address: that verifies it"
+    );
     assert_invalid_account_token(
         reset(&app, &token, "a third horse, a third staple").await,
         "the token used again",

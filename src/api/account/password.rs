@@ -9,8 +9,8 @@ use serde::Deserialize;
 use super::check_current_password;
 use crate::{
     api::{
-        ApiTags, AppState, CurrentUser, Db, Errors, JsonBody, SharedState, client_ip,
-        errors::error_statuses, text::Text,
+        ApiTags, CurrentUser, Db, Errors, JsonBody, SharedState, client_ip, errors::error_statuses,
+        text::Text,
     },
     auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
     db::{
@@ -24,7 +24,7 @@ use crate::{
         canonical_email,
     },
     error::{ApiError, AuthFailure},
-    mail::Outgoing,
+    mail::messages,
 };
 
 /// The current password, and the new one.
@@ -136,7 +136,7 @@ impl PasswordApi {
             .hash(password, client)
             .await
             .map_err(ApiError::from)?;
-        let notice = password_changed(&account.email);
+        let notice = messages::password_changed(&account.email);
         let changed = db
             .run(async |c| {
                 c.transaction(async |c| {
@@ -204,6 +204,7 @@ impl PasswordApi {
         let link = state.mail.link("/password/reset", &token.token);
         let expires_at = chrono::Utc::now() + state.accounts.password_reset_ttl;
         let window = state.accounts.mail_window;
+        let reset_ttl_minutes = state.accounts.password_reset_ttl.as_secs().div_ceil(60);
         // Known and unknown emails take the same path in the same time, as far as anyone can
         // measure: no bcrypt on either (nothing here checks a password), the mail is sent later by
         // the worker, not in the request, and both commit one transaction that writes (the throttle
@@ -240,7 +241,11 @@ impl PasswordApi {
                         },
                     )
                     .await?;
-                    mail::enqueue(c, &reset_link(&user.email, &link, &state)).await?;
+                    mail::enqueue(
+                        c,
+                        &messages::reset_password(&user.email, &link, reset_ttl_minutes),
+                    )
+                    .await?;
                     Ok(Ok(true))
                 })
                 .await
@@ -266,7 +271,8 @@ impl PasswordApi {
     /// Takes the token from the link mailed by `POST /password/forgot` and a new password, which
     /// follows the rules of sign-up. The token works once; a used, expired or superseded token is
     /// 400 with the problem type `/problems/invalid-token`. Every session of the user ends, and
-    /// the account's email is told of the change.
+    /// the account's email is told of the change; it also counts as verified, since the link
+    /// reached it.
     #[oai(
         path = "/password/reset",
         method = "post",
@@ -308,7 +314,7 @@ impl PasswordApi {
             .hash(password, client_ip(req, &state.trusted_proxies))
             .await
             .map_err(ApiError::from)?;
-        let notice = password_changed(&account.email);
+        let notice = messages::password_changed(&account.email);
         // Taken now, in the transaction that uses it: of two resets racing with one token, one
         // wins and the other is 400.
         let reset = db
@@ -322,6 +328,9 @@ impl PasswordApi {
                         return Ok(false);
                     }
                     sessions::end_all_sessions(c, taken.user_id).await?;
+                    // The link reached the account's current address (a change of email revokes
+                    // pending reset tokens): that proves it as a verification link would.
+                    users::mark_email_verified(c, taken.user_id, None).await?;
                     mail::enqueue(c, &notice).await?;
                     Ok(true)
                 })
@@ -395,33 +404,4 @@ fn user_gone() -> ApiError {
     ApiError::Unauthorized(AuthFailure::InvalidToken(
         "the token's session has ended or its user no longer exists",
     ))
-}
-
-/// The mail with the reset link.
-fn reset_link(to: &str, link: &str, state: &AppState) -> Outgoing {
-    let minutes = state.accounts.password_reset_ttl.as_secs().div_ceil(60);
-    Outgoing {
-        to: to.to_string(),
-        subject: "Reset your password".to_string(),
-        body: format!(
-            "Someone, hopefully you, asked to reset the password of the account {to}.\n\n\
-             To choose a new password, open this link within {minutes} minutes:\n\n{link}\n\n\
-             The link works once. If you did not ask for it, ignore this mail: your password \
-             stays as it is.\n"
-        ),
-    }
-}
-
-/// The notice that the password was changed (by the owner, or through a reset link).
-fn password_changed(to: &str) -> Outgoing {
-    Outgoing {
-        to: to.to_string(),
-        subject: "Your password was changed".to_string(),
-        body: format!(
-            "The password of the account {to} was just changed, and every other session of it \
-             was signed out.\n\n\
-             If this was not you, reset your password at once with \"Forgot password\" and \
-             check your account.\n"
-        ),
-    }
 }
