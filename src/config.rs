@@ -67,7 +67,8 @@ pub struct MailConfig {
     /// `http://127.0.0.1:3000`).
     pub public_base_url: String,
     /// `MAIL_RETRY_MAX_SECS`: the longest wait between two attempts at a mail the server could not
-    /// take; waits double from one second up to it (default 300).
+    /// take; waits double from one second up to it (default 30, so mail goes out within about
+    /// half a minute of the mail server's return).
     pub retry_max: Duration,
 }
 
@@ -361,9 +362,9 @@ impl Config {
             },
             mail: MailConfig::from_lookup(&get)?,
             accounts: AccountConfig {
-                password_reset_ttl: bounded(&get, "PASSWORD_RESET_TTL_SECS", 1800, 60..=86_400)
+                password_reset_ttl: bounded(&get, "PASSWORD_RESET_TTL_SECS", 1800, 1..=86_400)
                     .map(Duration::from_secs)?,
-                email_token_ttl: bounded(&get, "EMAIL_TOKEN_TTL_SECS", 86_400, 60..=30 * 86_400)
+                email_token_ttl: bounded(&get, "EMAIL_TOKEN_TTL_SECS", 86_400, 1..=30 * 86_400)
                     .map(Duration::from_secs)?,
                 require_verified_email: get("REQUIRE_VERIFIED_EMAIL")
                     .map(|raw| match raw.trim().to_ascii_lowercase().as_str() {
@@ -468,7 +469,7 @@ impl MailConfig {
             outbox_dir: get("MAIL_OUTBOX_DIR")
                 .map_or_else(|| PathBuf::from("./mail"), PathBuf::from),
             public_base_url: public_base_url.trim_end_matches('/').to_string(),
-            retry_max: bounded(get, "MAIL_RETRY_MAX_SECS", 300, 1..=86_400)
+            retry_max: bounded(get, "MAIL_RETRY_MAX_SECS", 30, 1..=86_400)
                 .map(Duration::from_secs)?,
         })
     }

@@ -395,6 +395,22 @@ async fn a_weak_new_password_leaves_the_reset_token_working() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_reset_token_stops_working_after_password_reset_ttl_secs() {
+    // Arrange: a one-second lifetime, by the setting itself
+    let (app, sink) = app_with_mail(&[("PASSWORD_RESET_TTL_SECS", "1")]).await;
+    app.new_user(ADA).await;
+    assert_eq!(forgot(&app, ADA).await.status(), 202);
+    let token = reset_token(&sink, ADA, 1).await;
+
+    // Act
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+
+    // Assert
+    assert_invalid_account_token(reset(&app, &token, NEW).await, "expired").await;
+    assert_eq!(app.signin(ADA, PASSWORD).await.status(), 200, "unchanged");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn expired_superseded_and_unknown_reset_tokens_are_one_invalid_token_problem() {
     // Arrange
     let (app, sink) = app_with_mail(&[("PASSWORD_RESET_TTL_SECS", "60")]).await;
