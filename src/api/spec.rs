@@ -41,14 +41,11 @@ impl Page {
     /// inline scripts run.
     fn new(html: &str) -> Self {
         let html = drop_external_links(html);
-        let scripts: Vec<String> = inline_scripts(&html)
-            .map(|script| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(script))))
-            .collect();
         let policy = format!(
             "default-src 'none'; script-src {}; style-src 'unsafe-inline'; img-src 'self' data:; \
              font-src 'self'; connect-src 'self'; worker-src blob:; base-uri 'none'; \
              form-action 'none'; frame-ancestors 'none'",
-            scripts.join(" ")
+            inline_hashes(&html, "script")
         );
         Self { html, policy }
     }
@@ -93,17 +90,27 @@ fn drop_external_links(html: &str) -> String {
     out
 }
 
-/// The text of every inline `<script>` of `html`, as the browser hashes it: everything between
-/// the opening tag and the first `</script`.
-fn inline_scripts(html: &str) -> impl Iterator<Item = &str> {
+/// The sources a `Content-Security-Policy` directive needs to allow exactly the inline `<tag>`
+/// elements of `html` (`script` or `style`): `'sha256-…'` of each, separated by spaces.
+pub(crate) fn inline_hashes(html: &str, tag: &str) -> String {
+    inline_elements(html, tag)
+        .map(|text| format!("'sha256-{}'", STANDARD.encode(Sha256::digest(text))))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The text of every inline `<tag>` element of `html` (`script` or `style`), as the browser hashes
+/// it: everything between the opening tag and the first `</tag`.
+fn inline_elements<'a>(html: &'a str, tag: &str) -> impl Iterator<Item = &'a str> {
+    let (open_tag, close_tag) = (format!("<{tag}"), format!("</{tag}"));
     let mut rest = html;
     std::iter::from_fn(move || {
-        let open = rest.find("<script")?;
+        let open = rest.find(&open_tag)?;
         let body = open + rest[open..].find('>')? + 1;
-        let close = body + rest[body..].find("</script")?;
-        let script = &rest[body..close];
+        let close = body + rest[body..].find(&close_tag)?;
+        let text = &rest[body..close];
         rest = &rest[close..];
-        Some(script)
+        Some(text)
     })
 }
 
@@ -337,7 +344,7 @@ mod tests {
         for page in [&contract.explorer, &contract.redoc] {
             assert!(!page.html.contains("fonts.googleapis.com"));
             assert!(!page.html.contains("<link"));
-            let scripts = inline_scripts(&page.html).count();
+            let scripts = inline_elements(&page.html, "script").count();
             assert!(scripts >= 2, "{scripts}");
             assert_eq!(page.policy.matches("'sha256-").count(), scripts);
             assert!(!page.policy.contains("unsafe-eval"));
@@ -358,8 +365,13 @@ mod tests {
     fn inline_scripts_are_read_as_the_browser_reads_them() {
         let html =
             r#"<script charset="UTF-8">let a = "<\/script>";</script><p><script>b()</script>"#;
-        let scripts: Vec<&str> = inline_scripts(html).collect();
+        let scripts: Vec<&str> = inline_elements(html, "script").collect();
         assert_eq!(scripts, [r#"let a = "<\/script>";"#, "b()"]);
+        let html = "<style>p { color: red }</style><script>c()</script>";
+        assert_eq!(
+            inline_elements(html, "style").collect::<Vec<_>>(),
+            ["p { color: red }"]
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! over HTTP.
 
 mod account_email;
+mod account_pages;
 mod account_password;
 mod admin;
 mod attacks;

@@ -7,9 +7,14 @@
 //   4. the `account` tag lists every account operation of the spec; "Try it out" on PATCH /account
 //      renames the user (200), and on POST /password/forgot answers 202, after which the real SMTP
 //      server (MAIL_SINK_DIR) receives the reset link;
-//   5. /redoc renders the reference with every operation;
-//   6. neither page asked for anything from another host, and their Content-Security-Policy
-//      refused nothing they needed.
+//   5. the mailed reset link opens the server's page (GET /password/reset): the token leaves the
+//      address bar, two different passwords are refused in the page, the new password typed twice
+//      is set (sign-in with it works), and the same link again says it no longer works;
+//   6. the sign-up's verification link opens GET /email/verify, which verifies nothing until
+//      "Confirm my email" is pressed, and then GET /whoami says `email_verified: true`;
+//   7. /redoc renders the reference with every operation;
+//   8. no page asked for anything from another host, and their Content-Security-Policy refused
+//      nothing they needed (a `securitypolicyviolation` listener reports every refusal).
 //
 // Screenshots go to target/browser/. Requests to anywhere but BASE_URL are refused (the pages must
 // work offline) and counted. Prints one line per step and, last, `browser: N passed, M failed`.
@@ -200,6 +205,7 @@ async function tryItOutOnUpdateAccount(page) {
 function mailsTo(address) {
   return readdirSync(MAIL_SINK_DIR)
     .filter((name) => name.endsWith(".json"))
+    .sort()
     .map((name) => JSON.parse(readFileSync(join(MAIL_SINK_DIR, name), "utf8")))
     .filter((mail) => mail.rcpt_tos.some((rcpt) => rcpt.toLowerCase() === address));
 }
@@ -214,6 +220,81 @@ async function tryItOutOnForgotPassword(page) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   return "202, and the reset link arrived by mail";
+}
+
+// The link to `path` in the latest mail to `email` (PUBLIC_BASE_URL is BASE_URL).
+function mailedLink(path) {
+  const prefix = `${BASE_URL}${path}?token=`;
+  const links = mailsTo(email)
+    .flatMap((mail) => mail.body.split(/\s+/))
+    .filter((word) => word.startsWith(prefix));
+  check(links.length > 0, `no mail to ${email} has a link to ${prefix}`);
+  return links[links.length - 1];
+}
+
+// Opens a mailed link as a person would, and checks that the page's script took the token out
+// of the address bar.
+async function openMailedLink(page, link) {
+  const errors = state.pageErrors.length;
+  await page.goto(link, { waitUntil: "load" });
+  await page.locator("#outcome").waitFor({ state: "attached", timeout: TIMEOUT });
+  await page.waitForFunction(() => location.search === "", null, { timeout: TIMEOUT });
+  check(!page.url().includes("token"), `the address bar still shows ${page.url()}`);
+  check(state.pageErrors.length === errors, `the page failed: ${state.pageErrors.slice(errors)}`);
+}
+
+async function outcome(page, kind, text) {
+  const shown = page.locator(`#outcome.${kind}`, { hasText: text });
+  await shown.waitFor({ timeout: TIMEOUT }).catch(async () => {
+    const actual = await page.locator("#outcome").textContent();
+    throw new Error(`the page says ${JSON.stringify(actual)}, not ${kind}: ${JSON.stringify(text)}`);
+  });
+}
+
+async function resetThroughTheMailedPage(page) {
+  const link = mailedLink("/password/reset");
+  state.resetLink = link;
+  await openMailedLink(page, link);
+  const newPassword = `reset in chromium ${run}`;
+  await page.locator("#new-password").fill(newPassword);
+  await page.locator("#confirm-password").fill(`${newPassword} typo`);
+  await page.locator("#submit").click();
+  await outcome(page, "failed", "The two passwords differ");
+  await page.locator("#confirm-password").fill(newPassword);
+  await page.locator("#submit").click();
+  await outcome(page, "ok", "Your password is changed; sign in with it");
+  await shot(page, "reset-password-page.png");
+  const old = await api("POST", "/signin", { email, password });
+  check(old.status === 401, `sign-in with the old password answered ${old.status}`);
+  const signin = await api("POST", "/signin", { email, password: newPassword });
+  check(signin.status === 200, `sign-in with the new password answered ${signin.status}`);
+  state.token = signin.body.access_token;
+  return "the new password signs in, the old one does not";
+}
+
+async function theUsedResetLinkNoLongerWorks(page) {
+  await openMailedLink(page, state.resetLink);
+  const another = `another reset in chromium ${run}`;
+  await page.locator("#new-password").fill(another);
+  await page.locator("#confirm-password").fill(another);
+  await page.locator("#submit").click();
+  await outcome(page, "failed", "This link no longer works");
+  await shot(page, "reset-password-used-link.png");
+  const signin = await api("POST", "/signin", { email, password: another });
+  check(signin.status === 401, `the used link set a password: sign-in answered ${signin.status}`);
+  return "the page says so";
+}
+
+async function verifyThroughTheMailedPage(page) {
+  await openMailedLink(page, mailedLink("/email/verify"));
+  const before = await api("GET", "/whoami", undefined, state.token);
+  check(before.body?.email_verified === false, `opening the page verified the email: ${JSON.stringify(before.body)}`);
+  await page.getByRole("button", { name: "Confirm my email" }).click();
+  await outcome(page, "ok", "Your email is confirmed");
+  await shot(page, "verify-email-page.png");
+  const after = await api("GET", "/whoami", undefined, state.token);
+  check(after.body?.email_verified === true, `GET /whoami answered ${JSON.stringify(after.body)}`);
+  return "email_verified: true";
 }
 
 async function redocRenders(page) {
@@ -248,6 +329,9 @@ const steps = [
   ["the account operations are under the account tag", accountOperationsUnderTheirTag],
   ['"Try it out" on PATCH /account', tryItOutOnUpdateAccount],
   ['"Try it out" on POST /password/forgot, and the mail arrives', tryItOutOnForgotPassword],
+  ["the mailed reset link opens a page that sets the new password", resetThroughTheMailedPage],
+  ["the same reset link again: the page says it no longer works", theUsedResetLinkNoLongerWorks],
+  ["the sign-up's verification link opens a page that confirms the email", verifyThroughTheMailedPage],
   ["/redoc renders", redocRenders],
   ["nothing from other hosts, nothing refused by the policy", nothingFromOtherHostsAndNothingRefused],
 ];
@@ -268,6 +352,13 @@ try {
     if (url.startsWith(BASE_URL) || url.startsWith("data:")) return route.continue();
     state.blocked.push(url);
     return route.abort();
+  });
+  // Every refusal of a page's policy, as a console message the listener below counts (an init
+  // script runs whatever the page's policy says).
+  await context.addInitScript(() => {
+    document.addEventListener("securitypolicyviolation", (event) => {
+      console.error(`Content Security Policy refused ${event.violatedDirective}: ${event.blockedURI}`);
+    });
   });
   const page = context.pages()[0] ?? (await context.newPage());
   page.setDefaultTimeout(TIMEOUT);

@@ -2,10 +2,13 @@
 
 use chrono::{DateTime, Utc};
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, Object, OpenApi, types::MaybeUndefined};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, types::MaybeUndefined};
 use serde::Deserialize;
 
-use super::check_current_password;
+use super::{
+    check_current_password,
+    pages::{self, PageResponse},
+};
 use crate::{
     api::{
         ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
@@ -199,6 +202,29 @@ impl EmailApi {
             ChangeRequested::Refused(secs) => Err(too_many_mails(secs).into()),
             ChangeRequested::Gone => Err(user_gone().into()),
         }
+    }
+
+    /// The page an email-confirmation link opens
+    ///
+    /// An HTML page for a person who follows a link mailed at sign-up, by
+    /// `POST /email/verify/resend` or by `POST /account/email`, when `PUBLIC_BASE_URL` is this
+    /// server: its script takes the token from the address and removes it from the address bar;
+    /// a "Confirm my email" button (never the page's loading: mail scanners open links) sends it
+    /// with `POST /email/verify`, and the page says in words what happened. The page loads
+    /// nothing, and its `Content-Security-Policy` lets only its own script and style run. It is
+    /// the same page for every request: the server does not read the token.
+    #[oai(
+        path = "/email/verify",
+        method = "get",
+        operation_id = "emailVerifyPage"
+    )]
+    async fn email_verify_page(
+        &self,
+        /// The token of the mailed link, read by the page's script; the server ignores it
+        #[oai(name = "token")]
+        _token: Query<Option<String>>,
+    ) -> PageResponse {
+        pages::VERIFY_EMAIL.response()
     }
 
     /// Confirm an email with a mailed token

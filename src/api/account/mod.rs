@@ -3,6 +3,7 @@
 //! profile, the email and its verification.
 
 mod email;
+mod pages;
 mod password;
 
 use poem::Request;

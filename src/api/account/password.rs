@@ -3,10 +3,13 @@
 
 use diesel_async::AsyncConnection;
 use poem::{Request, web::Data};
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Query};
 use serde::Deserialize;
 
-use super::check_current_password;
+use super::{
+    check_current_password,
+    pages::{self, PageResponse},
+};
 use crate::{
     api::{
         ApiTags, CurrentUser, Db, Errors, JsonBody, SharedState, client_ip, errors::error_statuses,
@@ -264,6 +267,28 @@ impl PasswordApi {
             )
             .into()),
         }
+    }
+
+    /// The page a password-reset link opens
+    ///
+    /// An HTML page for a person who follows the link mailed by `POST /password/forgot`, when
+    /// `PUBLIC_BASE_URL` is this server: its script takes the token from the address and removes
+    /// it from the address bar, asks for the new password twice, sends it with
+    /// `POST /password/reset`, and says in words what happened. The page loads nothing, and its
+    /// `Content-Security-Policy` lets only its own script and style run. It is the same page for
+    /// every request: the server does not read the token.
+    #[oai(
+        path = "/password/reset",
+        method = "get",
+        operation_id = "passwordResetPage"
+    )]
+    async fn password_reset_page(
+        &self,
+        /// The token of the mailed link, read by the page's script; the server ignores it
+        #[oai(name = "token")]
+        _token: Query<Option<String>>,
+    ) -> PageResponse {
+        pages::RESET_PASSWORD.response()
     }
 
     /// Set a new password with a mailed token
