@@ -51,5 +51,19 @@ export CLUSTER_DATABASE_URL="postgres://$auth/$db_name"
 # The replicas migrate at start-up, concurrently; migrate once first so that they find it done.
 DATABASE_URL=$CLUSTER_DATABASE_URL JWT_SECRET=$(od -An -tx1 -N32 /dev/urandom | tr -d " \n") "$NEWSAPI_BIN" migrate
 
+# The systemd unit of docs/deploy.md is one systemd accepts (with the binary where it is here).
+if command -v systemd-analyze >/dev/null; then
+    unit_dir=$(mktemp -d)
+    sed "s|/usr/local/bin/newsapi|$NEWSAPI_BIN|" deploy/newsapi.service >"$unit_dir/newsapi.service"
+    status=0
+    systemd-analyze verify "$unit_dir/newsapi.service" || status=$?
+    rm -rf "$unit_dir"
+    if ((status != 0)); then
+        echo "cluster: 0 passed, 1 failed (systemd-analyze verify deploy/newsapi.service)"
+        exit 1
+    fi
+    echo "cluster: systemd-analyze verify deploy/newsapi.service: ok"
+fi
+
 cd tests/cluster
 "$ROOT/target/venv/cluster/bin/python" suite.py
