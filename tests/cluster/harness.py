@@ -1,0 +1,275 @@
+"""The cluster suite's harness: three newsapi replicas on one database behind Debian's nginx.
+
+`Cluster` starts the replicas (the release binary, NEWSAPI_BIN) on free loopback ports with the
+same settings, and nginx with deploy/nginx.conf filled in (the replicas' ports, a free listen port,
+a prefix directory of its own), as a foreground process. Every request of the suite goes through
+nginx; which replica served one is read from the replicas' own access lines (each request carries
+an `X-Request-Id` of the suite's making, and every replica logs the ids it served). Everything it
+starts is stopped when the `with` block ends, whatever happens; the children also get SIGKILL from
+the kernel should this process die first (PR_SET_PDEATHSIG).
+
+Environment (set by tests/cluster/run.sh): CLUSTER_DATABASE_URL (a fresh database, dropped by
+run.sh), NEWSAPI_BIN, NGINX_BIN.
+"""
+
+import ctypes
+import os
+import pathlib
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import httpx
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
+REPLICAS = 3
+READY_TIMEOUT = 30.0
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def request_id():
+    return f"cluster-{uuid.uuid4()}"
+
+
+class Replica:
+    """One server process; restarted on the same port with the same settings."""
+
+    def __init__(self, index, env, workdir):
+        self.index = index
+        self.port = free_port()
+        self.env = dict(env, LISTEN_ADDR=f"127.0.0.1:{self.port}")
+        self.log_path = workdir / f"replica-{index}.log"
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [os.environ["NEWSAPI_BIN"], "serve"],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        log.close()
+
+    def wait_ready(self):
+        """Polls the replica's own /readyz (not through nginx) until it answers 200."""
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"replica {self.index} exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"replica {self.index} not ready within {READY_TIMEOUT} s")
+
+    def terminate(self, timeout=60):
+        """SIGTERM, then waits for the process to exit; returns its exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def kill(self):
+        self.proc.kill()
+        return self.proc.wait(timeout=10)
+
+    def served(self, rid):
+        """Whether this replica's log names the request id (its access line does)."""
+        try:
+            return rid in self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return False
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Nginx:
+    def __init__(self, ports, workdir):
+        self.prefix = workdir / "nginx"
+        self.prefix.mkdir()
+        # The workers run as `nobody` and write temporary files under the prefix.
+        os.chmod(workdir, 0o755)
+        os.chmod(self.prefix, 0o755)
+        self.port = free_port()
+        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in ports)
+        values = {"@PREFIX@": str(self.prefix), "@LISTEN@": f"127.0.0.1:{self.port}", "@SERVERS@": servers}
+        lines = []
+        for line in NGINX_TEMPLATE.read_text().splitlines():
+            if not line.lstrip().startswith("#"):  # the comments name the placeholders
+                for placeholder, value in values.items():
+                    line = line.replace(placeholder, value)
+                assert "@" not in line.replace("@unavailable", ""), f"a placeholder left in {line!r}"
+            lines.append(line)
+        conf = "\n".join(lines) + "\n"
+        self.conf = self.prefix / "nginx.conf"
+        self.conf.write_text(conf)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self):
+        nginx = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
+        check = subprocess.run(
+            [nginx, "-t", "-q", "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.prefix / "error.log")],
+            capture_output=True,
+            text=True,
+        )
+        if check.returncode != 0:
+            raise RuntimeError(f"nginx -t refused the configuration: {check.stderr}")
+        self.proc = subprocess.Popen(
+            [nginx, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.prefix / "error.log"),
+             "-g", "daemon off;"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.prefix / "stderr.log", "ab"),
+            preexec_fn=_die_with_parent,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited during start-up; see " + str(self.prefix))
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not listen within 10 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish what is in flight
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class Cluster:
+    """Three replicas behind nginx; use as `with Cluster() as cluster:`."""
+
+    def __init__(self, **settings):
+        self.tmp = tempfile.TemporaryDirectory(prefix="newsapi-cluster.")
+        self.workdir = pathlib.Path(self.tmp.name)
+        (self.workdir / "mail").mkdir()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("SIGNIN_", "SIGNUP_", "HASH_"))}
+        # What must match across replicas: the database, the JWT secret, issuer and audience (a
+        # token from one replica is verified by the others), and the limits counted in the database.
+        env.update(
+            DATABASE_URL=os.environ["CLUSTER_DATABASE_URL"],
+            JWT_SECRET=secrets.token_hex(32),
+            BCRYPT_COST="4",
+            TRUSTED_PROXIES="127.0.0.1",
+            LOG_FORMAT="json",
+            RUST_LOG="warn,newsapi::access=info",
+            MAIL_OUTBOX_DIR=str(self.workdir / "mail"),
+            DATABASE_POOL_SIZE="8",
+        )
+        env.update(settings)
+        self.replicas = [Replica(i, env, self.workdir) for i in range(REPLICAS)]
+        self.nginx = None
+
+    def __enter__(self):
+        try:
+            for replica in self.replicas:
+                replica.start()
+            for replica in self.replicas:
+                replica.wait_ready()
+            self.nginx = Nginx([r.port for r in self.replicas], self.workdir)
+            self.nginx.start()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        if self.nginx:
+            self.nginx.stop()
+        for replica in self.replicas:
+            replica.stop()
+        if exc[0] is not None:
+            self.dump_logs()
+        # The logs outlive the run, for a look after a failure: target/e2e/cluster/.
+        keep = ROOT / "target" / "e2e" / "cluster"
+        shutil.rmtree(keep, ignore_errors=True)
+        keep.mkdir(parents=True)
+        for path in [r.log_path for r in self.replicas] + list((self.workdir / "nginx").glob("*.log")):
+            shutil.copy(path, keep / ("nginx-" + path.name if path.parent.name == "nginx" else path.name))
+        self.tmp.cleanup()
+
+    def dump_logs(self, lines=30):
+        for path in [r.log_path for r in self.replicas] + [self.workdir / "nginx" / "error.log"]:
+            try:
+                tail = path.read_text(errors="replace").splitlines()[-lines:]
+            except FileNotFoundError:
+                continue
+            print(f"--- last lines of {path.name}:")
+            print("\n".join(tail))
+
+    @property
+    def url(self):
+        return self.nginx.url
+
+    def replica_of(self, rid, wait=2.0):
+        """The index of the replica that served request `rid`, or None (waits briefly for its log)."""
+        deadline = time.monotonic() + wait
+        while True:
+            found = [r.index for r in self.replicas if r.served(rid)]
+            if found:
+                assert len(found) == 1, f"request {rid} served by replicas {found}"
+                return found[0]
+            if time.monotonic() > deadline:
+                return None
+            time.sleep(0.05)
+
+    def nginx_errors(self):
+        """The lines of nginx's error log so far."""
+        try:
+            return (self.nginx.prefix / "error.log").read_text(errors="replace").splitlines()
+        except FileNotFoundError:
+            return []
+
+    def psql(self, sql):
+        """Rows of one query on the suite's database, as lists of strings."""
+        out = subprocess.run(
+            ["psql", "-X", "-w", "-At", "-F", "\t", "-v", "ON_ERROR_STOP=1", os.environ["CLUSTER_DATABASE_URL"],
+             "-c", sql],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return [line.split("\t") for line in out.splitlines() if line]
