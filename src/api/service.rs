@@ -95,8 +95,10 @@ impl ServiceApi {
             // The same answer as for any path the server does not have.
             return Err(ApiError::NotFound("no such resource").into());
         }
-        Ok(MetricsResponse::Ok(PlainText(
-            state.metrics.render(&state.pool, &state.passwords),
-        )))
+        Ok(MetricsResponse::Ok(PlainText(state.metrics.render(
+            &state.pool,
+            state.read_pool.as_ref(),
+            &state.passwords,
+        ))))
     }
 }
