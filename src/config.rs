@@ -23,6 +23,9 @@ const MAX_BCRYPT_COST: u32 = 31;
 pub struct Config {
     /// `DATABASE_URL`: where PostgreSQL is (a secret: it may carry a password).
     pub database_url: SecretString,
+    /// `DATABASE_READ_URL`: a streaming replica of the database, for the news reads (list, count,
+    /// get); unset, everything goes to `DATABASE_URL` (a secret: it may carry a password).
+    pub database_read_url: Option<SecretString>,
     /// The pool and every wait on the database.
     pub database: DatabaseConfig,
     /// `LISTEN_ADDR`: the address to serve on; port 0 picks a free one.
@@ -98,6 +101,9 @@ pub struct AccountConfig {
 pub struct DatabaseConfig {
     /// `DATABASE_POOL_SIZE`: the most connections the pool opens (default 16).
     pub pool_size: usize,
+    /// `DATABASE_READ_POOL_SIZE`: the most connections the pool on `DATABASE_READ_URL` opens
+    /// (default `DATABASE_POOL_SIZE`); unused without a replica.
+    pub read_pool_size: usize,
     /// `DATABASE_POOL_TIMEOUT_MS`: how long a request waits for a free connection before a 503
     /// (default 1000). The older `DATABASE_POOL_TIMEOUT_SECS` is still read when the new one is
     /// not set.
@@ -292,6 +298,10 @@ impl Config {
         }
         Ok(Self {
             database_url: database_url.into(),
+            database_read_url: get("DATABASE_READ_URL")
+                .map(|url| url.trim().to_string())
+                .filter(|url| !url.is_empty())
+                .map(SecretString::from),
             database: DatabaseConfig::from_lookup(&get)?,
             listen_addr: parse(
                 &get,
@@ -388,6 +398,14 @@ impl Config {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+
+    /// The read replica's URL, when one is configured.
+    #[must_use]
+    pub fn database_read_url(&self) -> Option<&str> {
+        self.database_read_url
+            .as_ref()
+            .map(|url| url.expose_secret())
+    }
 }
 
 const THIRTY_DAYS: u64 = 30 * 24 * 60 * 60;
@@ -418,8 +436,10 @@ impl DatabaseConfig {
             )
             .map(Duration::from_millis)?,
         };
+        let pool_size = queue_bound(get, "DATABASE_POOL_SIZE", 16)?;
         Ok(Self {
-            pool_size: queue_bound(get, "DATABASE_POOL_SIZE", 16)?,
+            pool_size,
+            read_pool_size: queue_bound(get, "DATABASE_READ_POOL_SIZE", pool_size)?,
             pool_timeout,
             connect_timeout: bounded(get, "DATABASE_CONNECT_TIMEOUT_SECS", 5, 1..=3600)
                 .map(Duration::from_secs)?,

@@ -12,6 +12,11 @@
 //! (`process_resident_memory_bytes`, `process_open_fds`, `process_max_fds`,
 //! `process_cpu_seconds_total`, from `/proc/self` and `getrusage`).
 //!
+//! With a read replica (`DATABASE_READ_URL`), also its pool (`db_read_pool_connections`,
+//! `…_idle_connections`, `…_waiters`, `…_max_connections`, read when scraped) and its lag
+//! (`db_replica_lag_seconds`, `db_replica_up`), sampled every second by
+//! [`crate::db::replica::sample_lag_every`]: see [`Metrics::replica_lag`] for what they mean.
+//!
 //! Counted where the outcome is decided: `signin_failures_total` (401, wrong email or password),
 //! `signin_throttled_total` (429 from the sign-in limits) and `idempotent_replays_total`, through
 //! the free functions below. They count for the application serving the current request (a
@@ -25,7 +30,11 @@
 //! Each application has its own [`Metrics`] (in `AppState`), not a process-wide one: tests run
 //! many servers in one process, and each must see only its own counts.
 
-use std::{sync::Arc, time::Duration, time::Instant};
+use std::{
+    sync::{Arc, atomic::AtomicU64},
+    time::Duration,
+    time::Instant,
+};
 
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, http::Method};
 use prometheus_client::{
@@ -106,6 +115,67 @@ pub struct Metrics {
     mail_sent: Counter,
     mail_failed: Family<MailFailureLabels, Counter>,
     mail_pending: Gauge,
+    replica: Option<ReplicaMetrics>,
+}
+
+/// The read replica's pool and lag.
+#[derive(Debug)]
+struct ReplicaMetrics {
+    pool_connections: Gauge,
+    pool_idle: Gauge,
+    pool_waiters: Gauge,
+    pool_max: Gauge,
+    lag: Gauge<f64, AtomicU64>,
+    up: Gauge,
+}
+
+impl ReplicaMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let mut gauge = |name: &str, help: &str| {
+            let gauge = Gauge::default();
+            registry.register(name, help, gauge.clone());
+            gauge
+        };
+        let pool_connections = gauge(
+            "db_read_pool_connections",
+            "Open connections to the read replica, idle or in use",
+        );
+        let pool_idle = gauge(
+            "db_read_pool_idle_connections",
+            "Open connections to the read replica waiting in its pool for a request",
+        );
+        let pool_waiters = gauge(
+            "db_read_pool_waiters",
+            "Requests waiting for a connection to the read replica",
+        );
+        let pool_max = gauge(
+            "db_read_pool_max_connections",
+            "The most connections the read replica's pool opens (DATABASE_READ_POOL_SIZE)",
+        );
+        let up = gauge(
+            "db_replica_up",
+            "1 when the last sample of the read replica's lag succeeded, 0 when the replica could not be asked",
+        );
+        let lag = Gauge::<f64, AtomicU64>::default();
+        // Unknown until the first sample.
+        lag.set(f64::NAN);
+        registry.register_with_unit(
+            "db_replica_lag",
+            "How far the read replica's replay is behind: 0 when it has replayed all the WAL it \
+             received, else the age of the last transaction it replayed; NaN when it could not be \
+             asked. Sampled every second",
+            Unit::Seconds,
+            lag.clone(),
+        );
+        Self {
+            pool_connections,
+            pool_idle,
+            pool_waiters,
+            pool_max,
+            lag,
+            up,
+        }
+    }
 }
 
 impl Default for Metrics {
@@ -118,6 +188,16 @@ impl Metrics {
     /// Every metric at zero, registered; `build_info` at 1.
     #[must_use]
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// [`Metrics::new`], and the read replica's pool and lag.
+    #[must_use]
+    pub fn with_read_replica() -> Self {
+        Self::build(true)
+    }
+
+    fn build(read_replica: bool) -> Self {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
@@ -216,6 +296,7 @@ impl Metrics {
             .set(1);
         registry.register("build_info", "The server's version; always 1", build);
         registry.register_collector(Box::new(ProcessCollector));
+        let replica = read_replica.then(|| ReplicaMetrics::register(&mut registry));
         Self {
             registry,
             requests,
@@ -232,6 +313,17 @@ impl Metrics {
             mail_sent,
             mail_failed,
             mail_pending,
+            replica,
+        }
+    }
+
+    /// Records a sample of the read replica's lag: `Some(seconds)` (0 when the replica has
+    /// replayed all it received, else the age of the last transaction it replayed), or `None`
+    /// when it could not be asked (`db_replica_lag_seconds` is then NaN and `db_replica_up` 0).
+    pub fn replica_lag(&self, sample: Option<f64>) {
+        if let Some(replica) = &self.replica {
+            replica.lag.set(sample.unwrap_or(f64::NAN));
+            replica.up.set(i64::from(sample.is_some()));
         }
     }
 
@@ -255,7 +347,12 @@ impl Metrics {
 
     /// Every metric in the Prometheus text format, with the pool and the hashing queue read now.
     #[must_use]
-    pub fn render(&self, pool: &DbPool, passwords: &PasswordHasher) -> String {
+    pub fn render(
+        &self,
+        pool: &DbPool,
+        read_pool: Option<&DbPool>,
+        passwords: &PasswordHasher,
+    ) -> String {
         let status = pool.status();
         let set = |gauge: &Gauge, value: usize| {
             gauge.set(i64::try_from(value).unwrap_or(i64::MAX));
@@ -264,6 +361,13 @@ impl Metrics {
         set(&self.pool_idle, status.available);
         set(&self.pool_waiters, status.waiting);
         set(&self.pool_max, status.max_size);
+        if let (Some(replica), Some(read_pool)) = (&self.replica, read_pool) {
+            let status = read_pool.status();
+            set(&replica.pool_connections, status.size);
+            set(&replica.pool_idle, status.available);
+            set(&replica.pool_waiters, status.waiting);
+            set(&replica.pool_max, status.max_size);
+        }
         set(&self.hash_queue_depth, passwords.queue_depth());
         let mut text = String::with_capacity(8 * 1024);
         // Writing to a String cannot fail.
@@ -273,10 +377,15 @@ impl Metrics {
 
     /// [`Metrics::render`] as a response.
     #[must_use]
-    pub fn response(&self, pool: &DbPool, passwords: &PasswordHasher) -> Response {
+    pub fn response(
+        &self,
+        pool: &DbPool,
+        read_pool: Option<&DbPool>,
+        passwords: &PasswordHasher,
+    ) -> Response {
         Response::builder()
             .content_type(CONTENT_TYPE)
-            .body(self.render(pool, passwords))
+            .body(self.render(pool, read_pool, passwords))
     }
 
     fn record(&self, method: &'static str, route: &'static str, status: u16, took: Duration) {

@@ -94,6 +94,8 @@ pub struct Application {
     metrics: Option<MetricsListener>,
     /// This replica's mail worker.
     mail_worker: Worker,
+    /// The read replica's own pool for sampling its lag, and where the samples go.
+    replica_lag: Option<(db::DbPool, Arc<Metrics>)>,
 }
 
 /// `METRICS_ADDR`'s listener: `GET /metrics` and nothing else.
@@ -120,7 +122,38 @@ impl Application {
                 StartupError::MailFrom(err.to_string())
             })?;
         let mailer = Mailer::default();
-        let metrics = Arc::new(Metrics::new());
+        // The replica's pools open their connections lazily: the server starts whether or not the
+        // replica answers (its reads answer 503 until it does). A URL that does not parse stops
+        // the start-up, as for `DATABASE_URL`.
+        let read = match config.database_read_url() {
+            Some(url) => {
+                url.parse::<tokio_postgres::Config>().map_err(|err| {
+                    db::DbSetupError::Pool(format!("DATABASE_READ_URL is not valid: {err}"))
+                })?;
+                let read_pool = db::pool(
+                    url,
+                    &crate::config::DatabaseConfig {
+                        pool_size: config.database.read_pool_size,
+                        ..config.database
+                    },
+                )?;
+                // The lag is sampled on a connection of its own: a busy read pool must not hide it.
+                let lag_pool = db::pool(
+                    url,
+                    &crate::config::DatabaseConfig {
+                        pool_size: 1,
+                        ..config.database
+                    },
+                )?;
+                Some((read_pool, lag_pool))
+            }
+            None => None,
+        };
+        let metrics = Arc::new(if read.is_some() {
+            Metrics::with_read_replica()
+        } else {
+            Metrics::new()
+        });
         // The worker has a small pool of its own: it never takes a request's connection, and a
         // storm of requests cannot starve the mail.
         let mail_pool = db::pool(
@@ -140,6 +173,7 @@ impl Application {
         );
         let state = Arc::new(AppState {
             pool: pool.clone(),
+            read_pool: read.as_ref().map(|(read_pool, _)| read_pool.clone()),
             jwt: JwtKeys::new(&config.jwt),
             passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue),
             sessions: config.sessions,
@@ -167,6 +201,7 @@ impl Application {
         Ok(Self {
             listener,
             addr,
+            replica_lag: read.map(|(_, lag_pool)| (lag_pool, Arc::clone(&state.metrics))),
             app: routes(state).boxed(),
             connections: config.connections,
             trusted_proxies: config.trusted_proxies.clone(),
@@ -210,6 +245,13 @@ impl Application {
             self.pool,
             db::idempotency::CLEAN_UP_EVERY,
         ));
+        let replica_lag = self.replica_lag.map(|(pool, metrics)| {
+            tokio::spawn(db::replica::sample_lag_every(
+                pool,
+                metrics,
+                db::replica::LAG_SAMPLE_EVERY,
+            ))
+        });
         // The metrics listener and the mail worker stop when the main one is told to.
         let (stopping, stop) = tokio::sync::watch::channel(false);
         let mut mail_worker = tokio::spawn(self.mail_worker.run(stop.clone()));
@@ -241,6 +283,9 @@ impl Application {
             }
         }
         clean_up.abort();
+        if let Some(sampler) = replica_lag {
+            sampler.abort();
+        }
         // The worker finishes the sends in flight (each bounded) and records them; past that
         // bound it is cut off, and what it had claimed is sent again when the lease ends.
         if tokio::time::timeout(MAIL_WORKER_GRACE, &mut mail_worker)
@@ -324,7 +369,9 @@ pub fn metrics_routes(state: SharedState) -> impl Endpoint<Output = poem::Respon
         .at(
             "/metrics",
             get(make_sync(move |_| {
-                state.metrics.response(&state.pool, &state.passwords)
+                state
+                    .metrics
+                    .response(&state.pool, state.read_pool.as_ref(), &state.passwords)
             })),
         )
         .catch_all_error(render_any_error)

@@ -137,3 +137,76 @@ impl<'a> FromRequest<'a> for Db {
         })
     }
 }
+
+/// The connections of a read that a replica may serve (`GET /news`, `/news/count`,
+/// `/news/{id}`): [`ReadDb::run`] runs on `DATABASE_READ_URL`'s pool when one is configured, and
+/// on the primary's (as [`Db`]) when not; [`ReadDb::primary`] always runs on the primary, for what
+/// must not lag (the session check: a sign-out takes effect at once, whatever the replica's lag).
+///
+/// With a replica, the connection authentication left in the request's slot goes back to the
+/// primary's pool at once: the read does not need it.
+pub struct ReadDb {
+    /// On the replica; `None` without one.
+    replica: Option<Db>,
+    primary: Db,
+}
+
+impl ReadDb {
+    /// Whether [`ReadDb::run`] reads from a replica.
+    #[must_use]
+    pub fn on_replica(&self) -> bool {
+        self.replica.is_some()
+    }
+
+    /// Runs `call` on the replica when one is configured, else on the primary (as [`Db::run`]).
+    /// A replica that cannot be reached answers 503 with `Retry-After`, like the primary.
+    ///
+    /// # Errors
+    /// As [`Db::run`].
+    pub async fn run<T, F>(&mut self, call: F) -> Result<T, ApiError>
+    where
+        for<'c> F: AsyncFnOnce(&'c mut AsyncPgConnection) -> QueryResult<T>
+            + Call<&'c mut AsyncPgConnection, QueryResult<T>, Fut: Send>
+            + Send,
+        T: Send,
+    {
+        match &mut self.replica {
+            Some(replica) => replica.run(call).await,
+            None => self.primary.run(call).await,
+        }
+    }
+
+    /// Runs `call` on the primary, whatever the configuration.
+    ///
+    /// # Errors
+    /// As [`Db::run`].
+    pub async fn primary<T, F>(&mut self, call: F) -> Result<T, ApiError>
+    where
+        for<'c> F: AsyncFnOnce(&'c mut AsyncPgConnection) -> QueryResult<T>
+            + Call<&'c mut AsyncPgConnection, QueryResult<T>, Fut: Send>
+            + Send,
+        T: Send,
+    {
+        self.primary.run(call).await
+    }
+}
+
+impl<'a> FromRequest<'a> for ReadDb {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req
+            .data::<SharedState>()
+            .ok_or_else(|| ApiError::internal("application state missing"))?;
+        let primary = Db::from_request(req, body).await?;
+        let replica = state.read_pool.as_ref().map(|pool| {
+            // Back to the primary's pool: the session was checked, the read goes elsewhere.
+            drop(primary.slot.take());
+            Db {
+                slot: ConnectionSlot::default(),
+                pool: pool.clone(),
+                conn: None,
+                cancellation: primary.cancellation.clone(),
+            }
+        });
+        Ok(Self { replica, primary })
+    }
+}

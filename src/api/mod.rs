@@ -24,7 +24,7 @@ pub use self::{
     account::{EmailApi, PasswordApi},
     auth::AuthApi,
     body::{JsonBody, MAX_BODY_BYTES},
-    conn::{ConnectionSlot, Db, with_connection_slot},
+    conn::{ConnectionSlot, Db, ReadDb, with_connection_slot},
     errors::Errors,
     headers::{NO_STORE, NO_STORE_PATHS, add_response_headers, response_headers},
     json::{Json, JsonBytes},
@@ -46,6 +46,8 @@ use crate::{
 pub struct AppState {
     /// Connections to PostgreSQL.
     pub pool: DbPool,
+    /// Connections to the read replica (`DATABASE_READ_URL`), when one is configured.
+    pub read_pool: Option<DbPool>,
     /// Access-token signing and verification.
     pub jwt: JwtKeys,
     /// bcrypt at the configured cost.

@@ -62,6 +62,7 @@ impl ServiceApi {
     ///
     /// 200 when the database can be reached, 503 when it cannot; answered within a second,
     /// whatever the database does. A busy database (every pooled connection in use) is ready.
+    /// A read replica (`DATABASE_READ_URL`) is not probed: without it only the news reads fail.
     #[oai(path = "/readyz", method = "get", operation_id = "readyz")]
     async fn readyz(
         &self,
@@ -82,10 +83,10 @@ impl ServiceApi {
     /// Metrics for Prometheus
     ///
     /// Requests by route template, method and status, latency histograms, requests in flight,
-    /// the database pool, the password-hashing queue, sign-in and idempotency counts, the
-    /// process's memory and CPU, and the build, in the Prometheus text format. No user data and
-    /// no secret. 404 when `METRICS_ADDR` is set: the metrics are then served on that address
-    /// only.
+    /// the database pool (and the read replica's pool and lag), the password-hashing queue,
+    /// sign-in and idempotency counts, the process's memory and CPU, and the build, in the
+    /// Prometheus text format. No user data and no secret. 404 when `METRICS_ADDR` is set: the
+    /// metrics are then served on that address only.
     #[oai(path = "/metrics", method = "get", operation_id = "metrics")]
     async fn metrics(
         &self,
@@ -95,8 +96,10 @@ impl ServiceApi {
             // The same answer as for any path the server does not have.
             return Err(ApiError::NotFound("no such resource").into());
         }
-        Ok(MetricsResponse::Ok(PlainText(
-            state.metrics.render(&state.pool, &state.passwords),
-        )))
+        Ok(MetricsResponse::Ok(PlainText(state.metrics.render(
+            &state.pool,
+            state.read_pool.as_ref(),
+            &state.passwords,
+        ))))
     }
 }

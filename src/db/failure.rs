@@ -19,10 +19,16 @@ pub enum Unavailable {
 /// PostgreSQL's words for the failures that mean [`Unavailable`], by SQLSTATE. diesel-async keeps
 /// only the message of a SQLSTATE it has no kind for, so these are matched by message; they are
 /// the server's own (`lc_messages` English, PostgreSQL's default).
-const BY_MESSAGE: [(&str, Unavailable); 9] = [
+const BY_MESSAGE: [(&str, Unavailable); 10] = [
     // 57014 query_canceled, by statement_timeout or by a cancel request
     (
         "canceling statement due to statement timeout",
+        Unavailable::Busy,
+    ),
+    // 40001 on a read replica: its replay needed what the statement held, for longer than
+    // `max_standby_streaming_delay` (a retry runs on a newer snapshot)
+    (
+        "canceling statement due to conflict with recovery",
         Unavailable::Busy,
     ),
     ("canceling statement due to user request", Unavailable::Busy),
@@ -79,5 +85,35 @@ pub fn of_pool(err: &PoolError) -> Option<Unavailable> {
             Some(of_query(err).unwrap_or(Unavailable::Unreachable))
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(message: &str) -> DieselError {
+        DieselError::DatabaseError(
+            DatabaseErrorKind::SerializationFailure,
+            Box::new(message.to_string()),
+        )
+    }
+
+    #[test]
+    fn a_read_replicas_recovery_conflicts_are_outages_not_bugs() {
+        // The replica cancels a statement in the way of its replay, or ends its connection.
+        assert_eq!(
+            of_query(&failure(
+                "canceling statement due to conflict with recovery"
+            )),
+            Some(Unavailable::Busy)
+        );
+        assert_eq!(
+            of_query(&failure(
+                "terminating connection due to conflict with recovery"
+            )),
+            Some(Unavailable::Unreachable)
+        );
+        assert_eq!(of_query(&failure("syntax error at or near")), None);
     }
 }

@@ -9,6 +9,7 @@ pub mod idempotency;
 pub mod mail;
 pub mod news;
 mod pool;
+pub mod replica;
 pub mod schema;
 pub mod sessions;
 pub mod throttle;

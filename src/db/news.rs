@@ -272,6 +272,20 @@ pub async fn insert_news(
         .await
 }
 
+/// The news item with this id, if there is one (on a read replica, whose reader's session was
+/// checked on the primary).
+///
+/// # Errors
+/// Database errors.
+pub async fn find_news(conn: &mut AsyncPgConnection, id: Uuid) -> QueryResult<Option<NewsRow>> {
+    news::table
+        .find(id)
+        .select(NewsRow::as_select())
+        .first(conn)
+        .await
+        .optional()
+}
+
 /// The news item with this id, read in the same statement that checks the reader's session (one
 /// round trip for an authenticated read). When there is no such row, a second statement tells a
 /// live session (`Missing`) from an ended one.

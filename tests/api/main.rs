@@ -23,6 +23,7 @@ mod metrics;
 mod news;
 mod observability;
 mod proxy;
+mod replica;
 mod service;
 mod sessions;
 mod smtp;

@@ -25,13 +25,14 @@ use self::{
     },
 };
 use super::{
-    ApiTags, AppState, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody, JsonBytes,
+    ApiTags, AppState, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody, JsonBytes, ReadDb,
     SharedState, idempotency,
 };
 use crate::{
     db::{
         idempotency::{self as db_idempotency, StoredResponse},
         news::{self as db_news, NewsChanges, NewsFilter, NewsRow, WriteOutcome, Writer},
+        sessions::{self as db_sessions, SessionRead},
     },
     domain::{
         Cursor, NewsDraft, RequestFingerprint, Role, SortOrder, TagCondition, Timestamp, entity_tag,
@@ -68,7 +69,7 @@ impl NewsApi {
     async fn list(
         &self,
         _user: CurrentUser,
-        mut db: Db,
+        mut db: ReadDb,
         /// The most items on the page; fewer when more would exceed 1 MiB of JSON
         #[oai(
             default = "default_limit",
@@ -186,7 +187,7 @@ impl NewsApi {
     async fn count(
         &self,
         _user: CurrentUser,
-        mut db: Db,
+        mut db: ReadDb,
         /// Full-text search over title and body (web-search syntax, English stemming);
         /// no NUL character
         #[oai(validator(min_length = 1, max_length = 200, pattern = r"^[^\u0000]*$"))]
@@ -206,21 +207,39 @@ impl NewsApi {
     }
 
     /// Get one news item
-    // The session is checked in the statement that reads the item (see `ClaimedSession`).
+    // Without a read replica, the session is checked in the statement that reads the item (see
+    // `ClaimedSession`, decision D5). With one, the session is checked on the primary first (a
+    // sign-out takes effect at once, whatever the replica's lag), the item is read from the
+    // replica, and an item the replica does not have (yet) is looked for on the primary, so an
+    // item just created is never a 404.
     #[oai(path = "/news/:id", method = "get", operation_id = "getNews")]
     async fn get(
         &self,
         claimed: ClaimedSession,
-        mut db: Db,
+        mut db: ReadDb,
         /// The news item's id
         id: Path<Uuid>,
         /// Answer 304 if the news item still has one of these entity tags (RFC 9110)
         #[oai(name = "If-None-Match")]
         if_none_match: Header<Option<String>>,
     ) -> Result<GetResponse, Errors<GetErrors>> {
-        let read = db
-            .run(async |c| db_news::find_news_in_session(c, id.0, claimed.session()).await)
-            .await?;
+        let session = claimed.session();
+        let read = if db.on_replica() {
+            if !db
+                .primary(async |c| db_sessions::is_live(c, session).await)
+                .await?
+            {
+                SessionRead::Ended
+            } else if let Some(row) = db.run(async |c| db_news::find_news(c, id.0).await).await? {
+                SessionRead::Found(row)
+            } else {
+                db.primary(async |c| db_news::find_news_in_session(c, id.0, session).await)
+                    .await?
+            }
+        } else {
+            db.run(async |c| db_news::find_news_in_session(c, id.0, session).await)
+                .await?
+        };
         let news = ClaimedSession::verdict(read, ApiError::NotFound("no news item with this id"))?;
         let tag = entity_tag(news.version);
         let unchanged = if_none_match
