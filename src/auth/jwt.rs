@@ -112,7 +112,8 @@ pub fn ed25519_thumbprint(x: &str) -> String {
 
 /// The `kid` of an HS256 secret: 96 bits of a hash of it, which tell two secrets apart and give
 /// nothing of it away (it is at least 32 bytes, and the tokens' own MACs already depend on it).
-fn hs256_kid(secret: &[u8]) -> String {
+#[must_use]
+pub fn hs256_kid(secret: &[u8]) -> String {
     let digest = Sha256::new()
         .chain_update(HS256_KID_CONTEXT)
         .chain_update(secret)

@@ -16,6 +16,7 @@ mod hashing;
 mod helpers;
 mod hygiene;
 mod idempotency;
+mod jwks;
 mod lifecycle;
 mod mail;
 mod metrics;
