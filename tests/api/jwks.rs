@@ -231,6 +231,15 @@ async fn the_set_has_an_etag_and_a_matching_if_none_match_is_304() {
         .send()
         .await
         .unwrap();
+    let not_utf8 = app
+        .request(Method::GET, JWKS)
+        .header(
+            header::IF_NONE_MATCH,
+            header::HeaderValue::from_bytes(b"\"\xff\xfe\"").unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
 
     // Assert
     assert_eq!(same.status(), 304);
@@ -240,6 +249,7 @@ async fn the_set_has_an_etag_and_a_matching_if_none_match_is_304() {
         "public, max-age=300"
     );
     assert_eq!(changed.status(), 200);
+    assert_eq!(not_utf8.status(), 200, "no tag of ours: the set");
 }
 
 #[tokio::test(flavor = "multi_thread")]
