@@ -2,7 +2,8 @@
 #
 #   make run      start PostgreSQL if needed, then the server on LISTEN_ADDR
 #   make test     lint, then the whole test suite against a local PostgreSQL,
-#                 then the outside-in suites (spec lint, contract, clients, browser, prometheus, cluster)
+#                 then the outside-in suites (spec lint, contract, clients, browser, prometheus,
+#                 jwks, cluster)
 #   make lint     rustfmt check + clippy (warnings are errors)
 #
 # Settings come from .env (created on first use by scripts/ensure-env.sh;
@@ -23,7 +24,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
-	clients-python clients-typescript browser prometheus cluster-test bench bench-compare soak
+	clients-python clients-typescript browser prometheus jwks cluster-test bench bench-compare soak
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
@@ -39,6 +40,7 @@ help:
 	@echo "make clients         generated Python and TypeScript clients against a live server (tests/clients)"
 	@echo "make browser         the explorer and Redoc in headless Chromium (tests/browser)"
 	@echo "make prometheus      Debian's Prometheus scrapes a live server and is queried (tests/prometheus)"
+	@echo "make jwks            PyJWT verifies EdDSA tokens with /.well-known/jwks.json across a key rotation (tests/jwks)"
 	@echo "make cluster-test    three release-build replicas on one database behind Debian's nginx, with the rolling restart (tests/cluster)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
@@ -93,6 +95,9 @@ browser: prepare
 
 prometheus: prepare
 	@bash tests/run-suites.sh prometheus
+
+jwks: prepare
+	@bash tests/run-suites.sh jwks
 
 # The cluster suite with its rolling restart, which `make test` leaves out until it is reliable.
 cluster-test: prepare

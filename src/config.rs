@@ -224,14 +224,137 @@ pub struct SignupConfig {
 /// How access tokens are signed and checked.
 #[derive(Debug, Clone)]
 pub struct JwtConfig {
-    /// `JWT_SECRET`: the HS256 key, at least [`MIN_JWT_SECRET_BYTES`] bytes.
-    pub secret: SecretString,
+    /// `JWT_ALGORITHM` and its keys.
+    pub signing: SigningKeys,
     /// `JWT_ISSUER`: the `iss` claim issued and required.
     pub issuer: String,
     /// `JWT_AUDIENCE`: the `aud` claim issued and required.
     pub audience: String,
     /// `ACCESS_TOKEN_TTL_SECS`: the lifetime of an access token.
     pub access_token_ttl: Duration,
+}
+
+/// The algorithm access tokens are signed with, and its keys.
+#[derive(Debug, Clone)]
+pub enum SigningKeys {
+    /// `JWT_ALGORITHM=HS256` (the default): `JWT_SECRET`, at least [`MIN_JWT_SECRET_BYTES`] bytes,
+    /// signs and verifies; only this service can verify its tokens.
+    Hs256(SecretString),
+    /// `JWT_ALGORITHM=EdDSA` (Ed25519): the key of `JWT_PRIVATE_KEY_FILE` signs; its public key and
+    /// those of `JWT_PREVIOUS_PUBLIC_KEY_FILES` verify, and are published at
+    /// `/.well-known/jwks.json` for other services.
+    EdDsa {
+        /// `JWT_PRIVATE_KEY_FILE`, read and checked at start-up.
+        current: Box<ed25519_dalek::SigningKey>,
+        /// `JWT_PREVIOUS_PUBLIC_KEY_FILES`, in the order given.
+        previous: Vec<ed25519_dalek::VerifyingKey>,
+    },
+}
+
+impl SigningKeys {
+    /// Reads `JWT_ALGORITHM`, `JWT_SECRET`, `JWT_PRIVATE_KEY_FILE` and
+    /// `JWT_PREVIOUS_PUBLIC_KEY_FILES` (each once, whatever the algorithm) and the key files.
+    fn from_lookup(get: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let algorithm = get("JWT_ALGORITHM");
+        let secret = get("JWT_SECRET");
+        let private_key_file = get("JWT_PRIVATE_KEY_FILE");
+        let previous_files = get("JWT_PREVIOUS_PUBLIC_KEY_FILES");
+        match algorithm.as_deref().map(str::trim) {
+            None | Some("HS256") => {
+                for (name, value) in [
+                    ("JWT_PRIVATE_KEY_FILE", &private_key_file),
+                    ("JWT_PREVIOUS_PUBLIC_KEY_FILES", &previous_files),
+                ] {
+                    if value.is_some() {
+                        return Err(ConfigError(format!(
+                            "{name} is set but JWT_ALGORITHM is HS256, which signs with \
+                             JWT_SECRET; set JWT_ALGORITHM=EdDSA to sign with key files"
+                        )));
+                    }
+                }
+                Ok(Self::Hs256(hs256_secret(secret)?.into()))
+            }
+            Some("EdDSA") => {
+                use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey};
+                let path = private_key_file.ok_or_else(|| {
+                    ConfigError(
+                        "JWT_PRIVATE_KEY_FILE is not set; JWT_ALGORITHM=EdDSA needs an Ed25519 \
+                         private key (PKCS#8 PEM, `openssl genpkey -algorithm ed25519`)"
+                            .into(),
+                    )
+                })?;
+                let pem = read_key_file("JWT_PRIVATE_KEY_FILE", path.trim())?;
+                let current = ed25519_dalek::SigningKey::from_pkcs8_pem(pem.expose_secret())
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "JWT_PRIVATE_KEY_FILE: {} is not an Ed25519 private key in PKCS#8 PEM \
+                             (`openssl genpkey -algorithm ed25519`)",
+                            path.trim()
+                        ))
+                    })?;
+                let mut previous = Vec::new();
+                for path in previous_files
+                    .iter()
+                    .flat_map(|list| list.split(','))
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                {
+                    let pem = read_key_file("JWT_PREVIOUS_PUBLIC_KEY_FILES", path)?;
+                    let key = ed25519_dalek::VerifyingKey::from_public_key_pem(
+                        pem.expose_secret(),
+                    )
+                    .map_err(|_| {
+                        ConfigError(format!(
+                            "JWT_PREVIOUS_PUBLIC_KEY_FILES: {path} is not an Ed25519 public key \
+                             in PEM (`openssl pkey -pubout`)"
+                        ))
+                    })?;
+                    previous.push(key);
+                }
+                Ok(Self::EdDsa {
+                    current: Box::new(current),
+                    previous,
+                })
+            }
+            Some(other) => Err(ConfigError(format!(
+                "JWT_ALGORITHM must be HS256 or EdDSA, not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// `JWT_SECRET`, checked for length and variety.
+fn hs256_secret(secret: Option<String>) -> Result<String, ConfigError> {
+    let secret = secret.ok_or_else(|| {
+        ConfigError(format!(
+            "JWT_SECRET is not set; set it to at least {MIN_JWT_SECRET_BYTES} random bytes"
+        ))
+    })?;
+    if secret.len() < MIN_JWT_SECRET_BYTES {
+        return Err(ConfigError(format!(
+            "JWT_SECRET is too short ({} bytes); it must be at least {MIN_JWT_SECRET_BYTES} bytes",
+            secret.len()
+        )));
+    }
+    let distinct = secret
+        .bytes()
+        .collect::<std::collections::BTreeSet<u8>>()
+        .len();
+    if distinct < MIN_JWT_SECRET_DISTINCT_BYTES {
+        return Err(ConfigError(format!(
+            "JWT_SECRET is too weak (only {distinct} different characters); use random bytes, \
+             e.g. `openssl rand -hex 32`"
+        )));
+    }
+    Ok(secret)
+}
+
+/// The text of a key file named by `name`; the error names the variable and the path, never the
+/// content.
+fn read_key_file(name: &str, path: &str) -> Result<SecretString, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(SecretString::from)
+        .map_err(|err| ConfigError(format!("{name}: {path} cannot be read: {err}")))
 }
 
 /// A configuration value that is missing or unusable; its message names the variable and says why.
@@ -243,8 +366,9 @@ impl Config {
     /// Reads `.env` (if present) and then the environment.
     ///
     /// # Errors
-    /// A missing `DATABASE_URL` or `JWT_SECRET`, a secret shorter than [`MIN_JWT_SECRET_BYTES`], or a
-    /// value that does not parse.
+    /// A missing `DATABASE_URL` or `JWT_SECRET` (with HS256), a secret shorter than
+    /// [`MIN_JWT_SECRET_BYTES`], a missing, unreadable or invalid key file (with EdDSA), or a value
+    /// that does not parse.
     pub fn from_env() -> Result<Self, ConfigError> {
         // A missing .env is normal (production sets the environment); a broken one is not.
         match dotenvy::dotenv() {
@@ -268,27 +392,7 @@ impl Config {
                 "DATABASE_URL must be a postgres:// or postgresql:// URL".into(),
             ));
         }
-        let secret = get("JWT_SECRET").ok_or_else(|| {
-            ConfigError(format!(
-                "JWT_SECRET is not set; set it to at least {MIN_JWT_SECRET_BYTES} random bytes"
-            ))
-        })?;
-        if secret.len() < MIN_JWT_SECRET_BYTES {
-            return Err(ConfigError(format!(
-                "JWT_SECRET is too short ({} bytes); it must be at least {MIN_JWT_SECRET_BYTES} bytes",
-                secret.len()
-            )));
-        }
-        let distinct = secret
-            .bytes()
-            .collect::<std::collections::BTreeSet<u8>>()
-            .len();
-        if distinct < MIN_JWT_SECRET_DISTINCT_BYTES {
-            return Err(ConfigError(format!(
-                "JWT_SECRET is too weak (only {distinct} different characters); use random bytes, \
-                 e.g. `openssl rand -hex 32`"
-            )));
-        }
+        let signing = SigningKeys::from_lookup(&get)?;
         let bcrypt_cost = parse(&get, "BCRYPT_COST", 12)?;
         if !(MIN_BCRYPT_COST..=MAX_BCRYPT_COST).contains(&bcrypt_cost) {
             return Err(ConfigError(format!(
@@ -309,7 +413,7 @@ impl Config {
                 SocketAddr::from(([127, 0, 0, 1], 3000)),
             )?,
             jwt: JwtConfig {
-                secret: secret.into(),
+                signing,
                 issuer: get("JWT_ISSUER").unwrap_or_else(|| "newsapi".into()),
                 audience: get("JWT_AUDIENCE").unwrap_or_else(|| "newsapi".into()),
                 access_token_ttl: positive_secs(&get, "ACCESS_TOKEN_TTL_SECS", 900)?,
@@ -764,6 +868,153 @@ mod tests {
         .unwrap();
         assert_eq!(config.sessions.reuse_interval, Duration::ZERO);
         assert_eq!(config.connections.shutdown_grace, Duration::ZERO);
+    }
+
+    /// A directory of its own under the system's temporary directory, removed on drop.
+    struct KeyDir(PathBuf);
+
+    impl KeyDir {
+        fn new() -> Self {
+            let mut bytes = [0u8; 8];
+            getrandom::fill(&mut bytes).unwrap();
+            let dir = std::env::temp_dir().join(format!(
+                "newsapi-keys-{}",
+                bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
+            ));
+            std::fs::create_dir_all(&dir).unwrap();
+            Self(dir)
+        }
+
+        fn write(&self, name: &str, text: &str) -> String {
+            let path = self.0.join(name);
+            std::fs::write(&path, text).unwrap();
+            path.to_string_lossy().into_owned()
+        }
+
+        /// Writes the PKCS#8 PEM private key and the SPKI PEM public key of `seed`.
+        fn key_pair(&self, seed: u8) -> (String, String) {
+            use ed25519_dalek::pkcs8::{
+                EncodePrivateKey, EncodePublicKey, spki::der::pem::LineEnding,
+            };
+            let key = ed25519_dalek::SigningKey::from_bytes(&[seed; 32]);
+            let private = key.to_pkcs8_pem(LineEnding::LF).unwrap();
+            let public = key
+                .verifying_key()
+                .to_public_key_pem(LineEnding::LF)
+                .unwrap();
+            (
+                self.write(&format!("{seed}.key"), &private),
+                self.write(&format!("{seed}.pub"), &public),
+            )
+        }
+    }
+
+    impl Drop for KeyDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn eddsa_reads_the_private_key_and_the_previous_public_keys() {
+        let dir = KeyDir::new();
+        let (private, _) = dir.key_pair(1);
+        let (_, old_a) = dir.key_pair(2);
+        let (_, old_b) = dir.key_pair(3);
+        let config = config_with(&[
+            URL,
+            ("JWT_ALGORITHM", "EdDSA"),
+            ("JWT_PRIVATE_KEY_FILE", &private),
+            (
+                "JWT_PREVIOUS_PUBLIC_KEY_FILES",
+                &format!(" {old_a} , {old_b},"),
+            ),
+        ])
+        .unwrap();
+        let SigningKeys::EdDsa { current, previous } = &config.jwt.signing else {
+            panic!("not EdDSA: {:?}", config.jwt.signing);
+        };
+        assert_eq!(current.to_bytes(), [1; 32]);
+        let seeds: Vec<_> = [2u8, 3]
+            .iter()
+            .map(|s| ed25519_dalek::SigningKey::from_bytes(&[*s; 32]).verifying_key())
+            .collect();
+        assert_eq!(previous, &seeds);
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(&format!("{:?}", [1u8; 32])), "{debug}");
+    }
+
+    #[test]
+    fn eddsa_does_not_need_jwt_secret_and_hs256_is_the_default() {
+        let dir = KeyDir::new();
+        let (private, _) = dir.key_pair(1);
+        assert!(
+            config_with(&[
+                URL,
+                ("JWT_ALGORITHM", "EdDSA"),
+                ("JWT_PRIVATE_KEY_FILE", &private)
+            ])
+            .is_ok()
+        );
+        let config = config_with(&[URL, SECRET]).unwrap();
+        assert!(matches!(config.jwt.signing, SigningKeys::Hs256(_)));
+    }
+
+    #[test]
+    fn a_bad_key_setting_is_refused_in_one_line_naming_its_variable() {
+        let dir = KeyDir::new();
+        let (private, public) = dir.key_pair(1);
+        let garbage = dir.write(
+            "garbage.pem",
+            "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n",
+        );
+        let missing = dir.0.join("missing.pem").to_string_lossy().into_owned();
+        let eddsa = ("JWT_ALGORITHM", "EdDSA");
+        for (vars, name) in [
+            (vec![eddsa], "JWT_PRIVATE_KEY_FILE"),
+            (
+                vec![eddsa, ("JWT_PRIVATE_KEY_FILE", missing.as_str())],
+                "JWT_PRIVATE_KEY_FILE",
+            ),
+            (
+                vec![eddsa, ("JWT_PRIVATE_KEY_FILE", garbage.as_str())],
+                "JWT_PRIVATE_KEY_FILE",
+            ),
+            // A public key where the private one belongs, and the other way round.
+            (
+                vec![eddsa, ("JWT_PRIVATE_KEY_FILE", public.as_str())],
+                "JWT_PRIVATE_KEY_FILE",
+            ),
+            (
+                vec![
+                    eddsa,
+                    ("JWT_PRIVATE_KEY_FILE", private.as_str()),
+                    ("JWT_PREVIOUS_PUBLIC_KEY_FILES", private.as_str()),
+                ],
+                "JWT_PREVIOUS_PUBLIC_KEY_FILES",
+            ),
+            (
+                vec![
+                    eddsa,
+                    ("JWT_PRIVATE_KEY_FILE", private.as_str()),
+                    ("JWT_PREVIOUS_PUBLIC_KEY_FILES", missing.as_str()),
+                ],
+                "JWT_PREVIOUS_PUBLIC_KEY_FILES",
+            ),
+            (
+                vec![SECRET, ("JWT_PRIVATE_KEY_FILE", private.as_str())],
+                "JWT_PRIVATE_KEY_FILE",
+            ),
+            (vec![SECRET, ("JWT_ALGORITHM", "RS256")], "JWT_ALGORITHM"),
+            (vec![("JWT_ALGORITHM", "HS256")], "JWT_SECRET"),
+        ] {
+            let mut all = vec![URL];
+            all.extend(vars.iter().copied());
+            let err = config_with(&all).unwrap_err().to_string();
+            assert!(err.contains(name), "{vars:?}: {err}");
+            assert!(!err.contains('\n'), "{vars:?}: {err}");
+            assert!(!err.contains("BEGIN"), "{vars:?}: {err}");
+        }
     }
 
     fn names_read() -> Vec<String> {

@@ -2,8 +2,9 @@
 # The suites that test the server from the outside, after `cargo test` in
 # `make test`: spec lint, contract tests, the generated Python and TypeScript
 # clients, the explorer in a browser, a real Prometheus scraping /metrics, and
-# three replicas behind nginx (tests/cluster). Each installs its own tools and
-# starts its own server on a fresh database. All of them run even when one
+# PyJWT verifying EdDSA tokens through /.well-known/jwks.json across a key
+# rotation, and three replicas behind nginx (tests/cluster). Each installs its own
+# tools and starts its own server on a fresh database. All of them run even when one
 # fails; the output ends with one line per suite and a total, and the exit
 # status is non-zero when any suite failed.
 #
@@ -19,9 +20,10 @@ declare -A scripts=(
     [clients-typescript]=tests/clients/typescript/run.sh
     [browser]=tests/browser/run.sh
     [prometheus]=tests/prometheus/run.sh
+    [jwks]=tests/jwks/run.sh
     [cluster]=tests/cluster/run.sh
 )
-order=(spec-lint contract clients-python clients-typescript browser prometheus cluster)
+order=(spec-lint contract clients-python clients-typescript browser prometheus jwks cluster)
 if (($# > 0)); then
     order=("$@")
 fi

@@ -89,7 +89,7 @@ pub enum ApiTags {
     /// News items; only their author may change or delete them
     #[oai(rename = "news")]
     News,
-    /// Liveness and readiness probes, and metrics
+    /// Liveness and readiness probes, metrics, and the public keys that verify access tokens
     #[oai(rename = "service")]
     Service,
 }

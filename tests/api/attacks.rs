@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::helpers::{
     PASSWORD, TEST_SECRET, TestApp, access_token, all_news, assert_invalid_token_for,
     assert_no_internals, assert_problem, assert_problem_for, claims_of, db_count, db_execute,
-    error_fields, news_rows, refresh_token, sign_token, spawn_app, spawn_app_with, users,
+    error_fields, news_rows, refresh_token, sign_token, spawn_app, spawn_app_with, test_kid, users,
     wait_for_db, www_authenticate,
 };
 
@@ -48,10 +48,12 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// A token with a header of our choosing, signed (over `header.payload`, as JWS does) with HMAC
-/// SHA-256 under the server's secret, whatever the header says.
+/// A token with a header of our choosing plus the server's `kid`, signed (over `header.payload`,
+/// as JWS does) with HMAC SHA-256 under the server's secret, whatever the header says.
 fn hmac_signed_with_header(header_json: &str, claims: &Value) -> String {
-    let message = format!("{}.{}", b64(header_json), b64(claims.to_string()));
+    let mut header: Value = serde_json::from_str(header_json).unwrap();
+    header["kid"] = json!(test_kid());
+    let message = format!("{}.{}", b64(header.to_string()), b64(claims.to_string()));
     let signature = jsonwebtoken::crypto::sign(
         message.as_bytes(),
         &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
@@ -61,9 +63,12 @@ fn hmac_signed_with_header(header_json: &str, claims: &Value) -> String {
     format!("{message}.{signature}")
 }
 
+/// Signed with `algorithm` under the server's secret, with the server's `kid`.
 fn signed_with(algorithm: Algorithm, claims: &Value) -> String {
+    let mut header = Header::new(algorithm);
+    header.kid = Some(test_kid());
     jsonwebtoken::encode(
-        &Header::new(algorithm),
+        &header,
         claims,
         &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
     )
@@ -162,11 +167,35 @@ async fn a_token_not_signed_with_hs256_under_the_servers_secret_is_refused() {
             hmac_signed_with_header(r#"{"alg":"RS256","typ":"JWT"}"#, &fresh(claims.clone())),
         ),
         (
-            "HS256 under another secret".to_string(),
+            "HS256 under another secret, with the server's kid".to_string(),
+            jsonwebtoken::encode(
+                &Header {
+                    kid: Some(test_kid()),
+                    ..Header::new(Algorithm::HS256)
+                },
+                &fresh(claims.clone()),
+                &EncodingKey::from_secret(b"another-secret-0123456789abcdef0123456789"),
+            )
+            .unwrap(),
+        ),
+        (
+            "HS256 under the server's secret without a kid".to_string(),
             jsonwebtoken::encode(
                 &Header::new(Algorithm::HS256),
-                &fresh(claims),
-                &EncodingKey::from_secret(b"another-secret-0123456789abcdef0123456789"),
+                &fresh(claims.clone()),
+                &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
+            )
+            .unwrap(),
+        ),
+        (
+            "HS256 under the server's secret with another kid".to_string(),
+            jsonwebtoken::encode(
+                &Header {
+                    kid: Some("hs256-someone-else".into()),
+                    ..Header::new(Algorithm::HS256)
+                },
+                &fresh(claims.clone()),
+                &EncodingKey::from_secret(TEST_SECRET.as_bytes()),
             )
             .unwrap(),
         ),

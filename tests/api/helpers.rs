@@ -439,10 +439,17 @@ pub fn claims_of(token: &str) -> Value {
     serde_json::from_slice(&bytes).unwrap()
 }
 
-/// Signs `claims` as the server would: HS256 with [`TEST_SECRET`].
+/// The `kid` of the tokens a server with [`TEST_SECRET`] issues.
+pub fn test_kid() -> String {
+    newsapi::auth::jwt::hs256_kid(TEST_SECRET.as_bytes())
+}
+
+/// Signs `claims` as the server would: HS256 with [`TEST_SECRET`], under its `kid`.
 pub fn sign_token(claims: &Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some(test_kid());
     jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &header,
         claims,
         &jsonwebtoken::EncodingKey::from_secret(TEST_SECRET.as_bytes()),
     )

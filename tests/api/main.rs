@@ -17,6 +17,7 @@ mod hashing;
 mod helpers;
 mod hygiene;
 mod idempotency;
+mod jwks;
 mod lifecycle;
 mod mail;
 mod metrics;
