@@ -184,6 +184,13 @@ pub struct ConnectionConfig {
     /// `SHUTDOWN_GRACE_SECS`: after SIGTERM or SIGINT, how long requests in flight may finish;
     /// then they are cancelled and logged (default 30; 0 cancels them at once).
     pub shutdown_grace: Duration,
+    /// `SHUTDOWN_IDLE_LINGER_SECS`: after SIGTERM or SIGINT, how long an idle HTTP/1.1 keep-alive
+    /// connection is kept open rather than closed at once, any request on it answered with
+    /// `Connection: close` (default 0: closed at once). Behind a load balancer that keeps
+    /// connections to the server alive, set it above the balancer's keep-alive timeout: the
+    /// balancer then closes them first and never sends a request on a connection the server is
+    /// closing (at most `SHUTDOWN_GRACE_SECS`).
+    pub shutdown_idle_linger: Duration,
 }
 
 /// Session (refresh-token family) lifetimes.
@@ -623,6 +630,13 @@ impl ConnectionConfig {
                 "MAX_CONNECTIONS_PER_IP must be at least 1".into(),
             ));
         }
+        let shutdown_grace = bounded(get, "SHUTDOWN_GRACE_SECS", 30, 0..=3600)?;
+        let shutdown_idle_linger =
+            bounded(get, "SHUTDOWN_IDLE_LINGER_SECS", 0, 0..=shutdown_grace)?;
+        let (shutdown_grace, shutdown_idle_linger) = (
+            Duration::from_secs(shutdown_grace),
+            Duration::from_secs(shutdown_idle_linger),
+        );
         Ok(Self {
             header_timeout: positive_secs(get, "HTTP_HEADER_TIMEOUT_SECS", 10)?,
             body_timeout: positive_secs(get, "HTTP_BODY_TIMEOUT_SECS", 30)?,
@@ -630,8 +644,8 @@ impl ConnectionConfig {
             max_per_ip,
             request_timeout: bounded(get, "REQUEST_TIMEOUT_SECS", 30, 1..=3600)
                 .map(Duration::from_secs)?,
-            shutdown_grace: bounded(get, "SHUTDOWN_GRACE_SECS", 30, 0..=3600)
-                .map(Duration::from_secs)?,
+            shutdown_grace,
+            shutdown_idle_linger,
         })
     }
 }

@@ -434,8 +434,18 @@ async fn serve_connection(connection: Connection) {
     let served = builder.serve_connection(io, service);
     tokio::pin!(served);
     let mut draining = false;
+    // Idle at shutdown and kept open (`SHUTDOWN_IDLE_LINGER_SECS`) until then.
+    let mut lingering: Option<Instant> = None;
     loop {
         tokio::select! {
+            () = sleep_until_some(lingering), if !draining => {
+                if activity.between_requests() {
+                    return;
+                }
+                // A request arrived meanwhile: it finishes (answered `Connection: close`).
+                draining = true;
+                served.as_mut().graceful_shutdown();
+            }
             result = served.as_mut() => {
                 // A failed connection (the client hung up mid-request) is dropped here, never
                 // polled again: that drops the request's future too, and with it any password hash
@@ -460,14 +470,28 @@ async fn serve_connection(connection: Connection) {
                     continue;
                 }
                 if activity.between_requests() {
-                    // Idle, or headers still on their way: nothing to finish.
-                    return;
+                    if limits.shutdown_idle_linger.is_zero() {
+                        // Idle, or headers still on their way: nothing to finish.
+                        return;
+                    }
+                    // Kept open a while: a client that sends on it now is answered (with
+                    // `Connection: close`) rather than have its request lost on a closing socket.
+                    lingering = Some(Instant::now() + limits.shutdown_idle_linger);
+                    continue;
                 }
                 // Finish the requests in flight, then close.
                 draining = true;
                 served.as_mut().graceful_shutdown();
             }
         }
+    }
+}
+
+/// Completes at `deadline`, or never without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -518,6 +542,10 @@ async fn respond(
         late: Arc::clone(&late_body),
     })));
     let (method, uri) = (request.method().clone(), request.uri().clone());
+    // An HTTP/1 answer given once the server is stopping says the connection closes after it, so
+    // the client sends its next request elsewhere instead of on a socket about to close.
+    let http1 = request.version() < poem::http::Version::HTTP_2;
+    let stopping = phases.clone();
     let mut answer = Box::pin(app.get_response(request));
     let outcome = tokio::select! {
         biased;
@@ -545,7 +573,13 @@ async fn respond(
         }
     };
     in_flight.answering();
-    let response: hyper::Response<PoemBody> = response.into();
+    let mut response: hyper::Response<PoemBody> = response.into();
+    if http1 && *stopping.borrow() >= Phase::Draining {
+        response.headers_mut().insert(
+            poem::http::header::CONNECTION,
+            poem::http::HeaderValue::from_static("close"),
+        );
+    }
     Ok(response.map(|body| Answer {
         body,
         _in_flight: in_flight,

@@ -580,3 +580,67 @@ async fn shutdown_closes_idle_and_slow_connections_at_once_and_lets_requests_in_
         "still accepting after shutdown"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_shutdown_linger_an_idle_connection_stays_open_and_its_next_request_is_answered_connection_close()
+ {
+    let db = TestDatabase::create().await;
+    let vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", db.url.clone()),
+        ("JWT_SECRET", TEST_SECRET.to_string()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
+        ("BCRYPT_COST", "4".to_string()),
+        ("SHUTDOWN_IDLE_LINGER_SECS", "2".to_string()),
+    ]);
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let app = Application::build(&config).await.unwrap();
+    let server = app.addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    // Two keep-alive connections, idle when the server is told to stop.
+    let mut used = Raw::from(server, 2).await;
+    let mut unused = Raw::from(server, 3).await;
+    for raw in [&mut used, &mut unused] {
+        raw.send(&get("/healthz")).await;
+        let answer = raw.answer().await;
+        assert_eq!(answer.status, 200);
+        assert!(
+            !answer
+                .headers
+                .iter()
+                .any(|(name, value)| name == "connection" && value == "close"),
+            "kept alive while serving: {answer:?}"
+        );
+    }
+    let stopping = Instant::now();
+    stop.send(()).unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A request on one of them within the linger is answered, and says the connection closes.
+    assert!(used.still_open(), "closed at once despite the linger");
+    used.send(&get("/healthz")).await;
+    let answer = used.answer().await;
+    assert_eq!(answer.status, 200);
+    assert!(
+        answer
+            .headers
+            .iter()
+            .any(|(name, value)| name == "connection" && value == "close"),
+        "no Connection: close while stopping: {answer:?}"
+    );
+    assert_eq!(used.closed().await, b"", "closed after that answer");
+    // The other one, never used again, is closed when the linger ends, not before.
+    assert_eq!(unused.closed().await, b"");
+    not_before(
+        stopping.elapsed(),
+        Duration::from_secs(2),
+        "the unused connection's close",
+    );
+    tokio::time::timeout(PATIENCE, running)
+        .await
+        .expect("the server stops once the linger is over")
+        .unwrap()
+        .unwrap();
+}

@@ -198,6 +198,10 @@ class Cluster:
             RUST_LOG="warn,newsapi::access=info",
             MAIL_OUTBOX_DIR=str(self.workdir / "mail"),
             DATABASE_POOL_SIZE="8",
+            # Longer than nginx's upstream keepalive_timeout (5 s, deploy/nginx.conf): a stopping
+            # replica keeps its idle connections until nginx closes them, answering any request
+            # on one with `Connection: close`, so a rolling restart loses nothing.
+            SHUTDOWN_IDLE_LINGER_SECS="8",
         )
         env.update(settings)
         self.replicas = [Replica(i, env, self.workdir) for i in range(REPLICAS)]
