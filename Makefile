@@ -23,7 +23,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
-	clients-python clients-typescript browser prometheus bench bench-compare soak
+	clients-python clients-typescript browser prometheus failover bench bench-compare soak
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
@@ -39,6 +39,7 @@ help:
 	@echo "make clients         generated Python and TypeScript clients against a live server (tests/clients)"
 	@echo "make browser         the explorer and Redoc in headless Chromium (tests/browser)"
 	@echo "make prometheus      Debian's Prometheus scrapes a live server and is queried (tests/prometheus)"
+	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
@@ -92,6 +93,11 @@ browser: prepare
 
 prometheus: prepare
 	@bash tests/run-suites.sh prometheus
+
+# Its own PostgreSQL formation (a monitor and two nodes on free ports in a temporary directory), so
+# no `prepare`: it never uses the PostgreSQL of DATABASE_URL.
+failover:
+	@bash tests/run-suites.sh failover
 
 lint:
 	$(CARGO) fmt --all --check

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The suites that test the server from the outside, after `cargo test` in
 # `make test`: spec lint, contract tests, the generated Python and TypeScript
-# clients, the explorer in a browser, and a real Prometheus scraping /metrics. Each installs its own tools and
+# clients, the explorer in a browser, a real Prometheus scraping /metrics, and PostgreSQL failover
+# under load (pg_auto_failover). Each installs its own tools and
 # starts its own server on a fresh database. All of them run even when one
 # fails; the output ends with one line per suite and a total, and the exit
 # status is non-zero when any suite failed.
@@ -18,8 +19,9 @@ declare -A scripts=(
     [clients-typescript]=tests/clients/typescript/run.sh
     [browser]=tests/browser/run.sh
     [prometheus]=tests/prometheus/run.sh
+    [failover]=tests/failover/run.sh
 )
-order=(spec-lint contract clients-python clients-typescript browser prometheus)
+order=(spec-lint contract clients-python clients-typescript browser prometheus failover)
 if (($# > 0)); then
     order=("$@")
 fi
