@@ -2,7 +2,8 @@
 #
 #   make run      start PostgreSQL if needed, then the server on LISTEN_ADDR
 #   make test     lint, then the whole test suite against a local PostgreSQL,
-#                 then the outside-in suites (spec lint, contract, clients, browser, prometheus)
+#                 then the outside-in suites (spec lint, contract, clients, browser, prometheus,
+#                 failover)
 #   make lint     rustfmt check + clippy (warnings are errors)
 #
 # Settings come from .env (created on first use by scripts/ensure-env.sh;
