@@ -3,7 +3,7 @@
 #   make run      start PostgreSQL if needed, then the server on LISTEN_ADDR
 #   make test     lint, then the whole test suite against a local PostgreSQL,
 #                 then the outside-in suites (spec lint, contract, clients, browser, prometheus,
-#                 jwks, cluster)
+#                 jwks, cluster, failover)
 #   make lint     rustfmt check + clippy (warnings are errors)
 #
 # Settings come from .env (created on first use by scripts/ensure-env.sh;
@@ -24,7 +24,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
-	clients-python clients-typescript browser prometheus jwks cluster-test bench bench-compare soak
+	clients-python clients-typescript browser prometheus jwks cluster-test failover bench bench-compare soak
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
@@ -42,6 +42,7 @@ help:
 	@echo "make prometheus      Debian's Prometheus scrapes a live server and is queried (tests/prometheus)"
 	@echo "make jwks            PyJWT verifies EdDSA tokens with /.well-known/jwks.json across a key rotation (tests/jwks)"
 	@echo "make cluster-test    three release-build replicas on one database behind Debian's nginx, with the rolling restart (tests/cluster)"
+	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
@@ -102,6 +103,11 @@ jwks: prepare
 # The cluster suite with its rolling restart, which `make test` leaves out until it is reliable.
 cluster-test: prepare
 	@CLUSTER_ROLLING_RESTART=1 bash tests/run-suites.sh cluster
+
+# Its own PostgreSQL formation (a monitor and two nodes on free ports in a temporary directory), so
+# no `prepare`: it never uses the PostgreSQL of DATABASE_URL.
+failover:
+	@bash tests/run-suites.sh failover
 
 lint:
 	$(CARGO) fmt --all --check

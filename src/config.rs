@@ -737,6 +737,14 @@ mod tests {
     }
 
     #[test]
+    fn a_multi_host_database_url_for_failover_is_accepted_as_given() {
+        let url =
+            "postgres://app@127.0.0.1:6001,127.0.0.1:6002/newsapi?target_session_attrs=read-write";
+        let config = config_with(&[("DATABASE_URL", url), SECRET]).unwrap();
+        assert_eq!(config.database_url(), url);
+    }
+
+    #[test]
     fn a_missing_secret_is_refused_with_its_name() {
         let err = config_with(&[URL]).unwrap_err().to_string();
         assert!(err.contains("JWT_SECRET is not set"), "{err}");

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The suites that test the server from the outside, after `cargo test` in
 # `make test`: spec lint, contract tests, the generated Python and TypeScript
-# clients, the explorer in a browser, a real Prometheus scraping /metrics, and
+# clients, the explorer in a browser, a real Prometheus scraping /metrics,
 # PyJWT verifying EdDSA tokens through /.well-known/jwks.json across a key
-# rotation, and three replicas behind nginx (tests/cluster). Each installs its own
-# tools and starts its own server on a fresh database. All of them run even when one
+# rotation, three replicas behind nginx (tests/cluster), and PostgreSQL failover
+# under load (pg_auto_failover). Each installs its own tools and starts its own
+# server on a fresh database. All of them run even when one
 # fails; the output ends with one line per suite and a total, and the exit
 # status is non-zero when any suite failed.
 #
@@ -22,8 +23,9 @@ declare -A scripts=(
     [prometheus]=tests/prometheus/run.sh
     [jwks]=tests/jwks/run.sh
     [cluster]=tests/cluster/run.sh
+    [failover]=tests/failover/run.sh
 )
-order=(spec-lint contract clients-python clients-typescript browser prometheus jwks cluster)
+order=(spec-lint contract clients-python clients-typescript browser prometheus jwks cluster failover)
 if (($# > 0)); then
     order=("$@")
 fi

@@ -206,3 +206,41 @@ pub async fn wait_for_database(
     }
     unreachable!("the attempts end with a connection or an error")
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio_postgres::config::{Host, TargetSessionAttrs};
+
+    use super::*;
+
+    #[test]
+    fn a_multi_host_url_names_every_node_and_asks_for_the_writable_one() {
+        // The URL of a failover pair (docs/deploy.md): the driver tries the hosts in turn and keeps
+        // the first that accepts writes.
+        let config: tokio_postgres::Config =
+            "postgres://app@127.0.0.1:6001,127.0.0.1:6002/newsapi?target_session_attrs=read-write"
+                .parse()
+                .unwrap();
+        assert_eq!(
+            config.get_hosts(),
+            [Host::Tcp("127.0.0.1".into()), Host::Tcp("127.0.0.1".into())]
+        );
+        assert_eq!(config.get_ports(), [6001, 6002]);
+        assert_eq!(
+            config.get_target_session_attrs(),
+            TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(config.get_dbname(), Some("newsapi"));
+    }
+
+    #[test]
+    fn a_multi_host_url_names_no_password_in_a_connection_error() {
+        let err = DbSetupError::connect(
+            "postgres://app:s3cret@127.0.0.1:6001,127.0.0.1:6002/newsapi",
+            &"refused",
+        );
+        let text = err.to_string();
+        assert!(text.contains("127.0.0.1:6001,127.0.0.1:6002"), "{text}");
+        assert!(!text.contains("s3cret"), "{text}");
+    }
+}

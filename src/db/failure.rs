@@ -1,6 +1,6 @@
 //! Which database failures mean "try again": the database is busy (a lock or statement timeout, the
-//! pool exhausted) or cannot be reached (refused, reset, closed, silent). Everything else a query
-//! can fail with is a bug, not an outage.
+//! pool exhausted) or cannot be reached (refused, reset, closed, silent, or no longer the primary).
+//! Everything else a query can fail with is a bug, not an outage.
 
 use deadpool::managed::TimeoutType;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
@@ -57,12 +57,30 @@ pub fn of_query(err: &DieselError) -> Option<Unavailable> {
         )
         // A connection whose transaction was cut off half-way; it is discarded.
         | DieselError::BrokenTransactionManager => Some(Unavailable::Unreachable),
+        // 25006 read_only_sql_transaction: the connection is to a standby, a primary demoted under
+        // it by a failover; the primary is elsewhere now (see [`on_standby`]).
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => {
+            Some(Unavailable::Unreachable)
+        }
         DieselError::DatabaseError(_, info) => BY_MESSAGE
             .iter()
             .find(|(words, _)| info.message().contains(words))
             .map(|(_, kind)| *kind),
         DieselError::RollbackErrorOnCommit { commit_error, .. } => of_query(commit_error),
         _ => None,
+    }
+}
+
+/// Whether a query failed because its connection is to a read-only node (SQLSTATE 25006): a
+/// primary that a failover demoted to a standby while the connection stayed open. Such a connection
+/// must not be lent again: a new one, opened with `target_session_attrs=read-write`, finds the new
+/// primary among the hosts of `DATABASE_URL`.
+#[must_use]
+pub fn on_standby(err: &DieselError) -> bool {
+    match err {
+        DieselError::DatabaseError(DatabaseErrorKind::ReadOnlyTransaction, _) => true,
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => on_standby(commit_error),
+        _ => false,
     }
 }
 

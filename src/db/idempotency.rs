@@ -229,7 +229,10 @@ pub async fn clean_up(pool: &DbPool) -> Result<usize, Box<dyn std::error::Error 
     let mut conn = pool.get().await?;
     let mut deleted = 0;
     loop {
-        let batch = delete_expired(&mut conn, CLEAN_UP_BATCH).await?;
+        // Through `run`: a deadline, and a connection a standby refused is not lent again.
+        let batch = pool
+            .run(&mut conn, async |c| delete_expired(c, CLEAN_UP_BATCH).await)
+            .await?;
         deleted += batch;
         if i64::try_from(batch).unwrap_or(i64::MAX) < CLEAN_UP_BATCH {
             return Ok(deleted);

@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::{
     DbSetupError,
     connect::{ConnectOptions, connect},
+    failure,
 };
 use crate::config::DatabaseConfig;
 
@@ -117,7 +118,8 @@ impl DbPool {
     /// server when the connection closes.
     ///
     /// # Errors
-    /// The call's own error, or no answer in time.
+    /// The call's own error, or no answer in time. A call refused because the connection is to a
+    /// standby (a demoted primary, [`failure::on_standby`]) discards the connection too.
     pub async fn run<T, F>(&self, conn: &mut AsyncPgConnection, call: F) -> QueryResult<T>
     where
         for<'c> F: AsyncFnOnce(&'c mut AsyncPgConnection) -> QueryResult<T>
@@ -126,6 +128,11 @@ impl DbPool {
         T: Send,
     {
         let outcome = tokio::time::timeout(self.call_timeout, call(&mut *conn)).await;
+        if let Ok(Err(err)) = &outcome {
+            if failure::on_standby(err) {
+                discard(conn);
+            }
+        }
         outcome.unwrap_or_else(|_| {
             discard(conn);
             Err(DieselError::DatabaseError(

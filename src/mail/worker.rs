@@ -163,8 +163,17 @@ impl Worker {
     async fn round(&self) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
         let claimed = {
             let mut conn = self.inner.pool.get().await?;
-            let claimed = db::mail::claim(&mut conn, BATCH, LEASE, GIVE_UP_AFTER).await?;
-            let pending = db::mail::pending(&mut conn).await?;
+            // Through the pool's `run`, as a request's calls: a deadline, and a connection whose
+            // write a standby refused (a demoted primary) is not lent again.
+            let pool = &self.inner.pool;
+            let claimed = pool
+                .run(&mut conn, async |c| {
+                    db::mail::claim(c, BATCH, LEASE, GIVE_UP_AFTER).await
+                })
+                .await?;
+            let pending = pool
+                .run(&mut conn, async |c| db::mail::pending(c).await)
+                .await?;
             self.inner.metrics.mail_pending(pending);
             claimed
         };
@@ -238,16 +247,18 @@ impl Worker {
             tokio::time::sleep(Duration::from_millis(pause)).await;
             let result = async {
                 let mut conn = self.inner.pool.get().await.map_err(|e| e.to_string())?;
-                match &outcome {
-                    Outcome::Sent => db::mail::mark_sent(&mut conn, id, attempts).await,
-                    Outcome::Retry(after, why) => {
-                        db::mail::mark_retry(&mut conn, id, attempts, *after, why).await
-                    }
-                    Outcome::Failed(why) => {
-                        db::mail::mark_failed(&mut conn, id, attempts, why).await
-                    }
-                }
-                .map_err(|e| e.to_string())
+                let outcome = &outcome;
+                self.inner
+                    .pool
+                    .run(&mut conn, async |c| match outcome {
+                        Outcome::Sent => db::mail::mark_sent(c, id, attempts).await,
+                        Outcome::Retry(after, why) => {
+                            db::mail::mark_retry(c, id, attempts, *after, why).await
+                        }
+                        Outcome::Failed(why) => db::mail::mark_failed(c, id, attempts, why).await,
+                    })
+                    .await
+                    .map_err(|e| e.to_string())
             }
             .await;
             match result {

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use crate::{
     helpers::{
         AuthorWithNews, PASSWORD, RowLock, TEST_SECRET, TestApp, TestDatabase, assert_problem_for,
-        author_with_news, db_count, news_rows, spawn_app_via, spawn_app_with, stored_news,
-        wait_for_db,
+        author_with_news, db_count, db_execute, news_rows, spawn_app_via, spawn_app_with,
+        stored_news, wait_for_db,
     },
     proxy::Proxy,
 };
@@ -461,4 +461,75 @@ async fn two_patches_waiting_on_the_row(
     )
     .await;
     patches
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_to_a_node_turned_read_only_answers_503_and_is_not_lent_again() {
+    // Arrange: a server whose connections, from now on, open read-only, as they would on a
+    // standby; its pooled connections are cut so that the next ones are opened so. This is what a
+    // demoted primary looks like to a pool (SQLSTATE 25006 on every write).
+    let app = spawn_app_with(&[
+        ("DATABASE_POOL_SIZE", "2"),
+        ("DATABASE_CONNECT_TIMEOUT_SECS", "1"),
+    ])
+    .await;
+    let author = author_with_news(&app).await;
+    let read_only = |on: bool| {
+        format!(
+            "DO $$ BEGIN EXECUTE format('ALTER DATABASE %I {}', current_database()); END $$",
+            if on {
+                "SET default_transaction_read_only = on"
+            } else {
+                "RESET default_transaction_read_only"
+            }
+        )
+    };
+    db_execute(&app, &read_only(true)).await;
+    db_count(
+        &app,
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .await;
+
+    // Act: writes against the read-only node, concurrently, more than the pool holds
+    let writes = (0..6).map(|i| {
+        let request = app
+            .authed(Method::POST, "/news", &author.token)
+            .json(&json!({"title": format!("On a standby {i}"), "body": "B"}));
+        async move { request.send().await.unwrap() }
+    });
+    let responses = futures_join_all(writes).await;
+
+    // Assert: each a 503 "cannot be reached" with Retry-After, never a 500
+    for (i, response) in responses.into_iter().enumerate() {
+        assert_unavailable(response, "unreachable", &format!("write {i} on a standby")).await;
+    }
+    // The node is writable again (the primary is back, in a failover: elsewhere). No connection
+    // opened read-only is lent for a write twice: within the pool's size of failed writes, one
+    // succeeds, on a connection opened anew.
+    let mut conn = app.db.connect().await;
+    execute(
+        &mut conn,
+        "SET SESSION CHARACTERISTICS AS TRANSACTION READ WRITE",
+    )
+    .await;
+    execute(&mut conn, &read_only(false)).await;
+    let mut statuses = Vec::new();
+    for i in 0..=2 {
+        let response = app
+            .authed(Method::POST, "/news", &author.token)
+            .json(&json!({"title": format!("After the switch {i}"), "body": "B"}))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        statuses.push(status);
+        if status == 201 {
+            break;
+        }
+        assert_unavailable(response, "unreachable", &format!("write {i} after")).await;
+    }
+    assert_eq!(statuses.last(), Some(&201), "writes after: {statuses:?}");
+    assert_eq!(news_rows(&app).await, 2, "the first news and the one after");
 }
