@@ -100,9 +100,9 @@ prometheus: prepare
 jwks: prepare
 	@bash tests/run-suites.sh jwks
 
-# The cluster suite with its rolling restart, which `make test` leaves out until it is reliable.
+# Three replicas behind nginx (tests/cluster); `make test` runs it too.
 cluster-test: prepare
-	@CLUSTER_ROLLING_RESTART=1 bash tests/run-suites.sh cluster
+	@bash tests/run-suites.sh cluster
 
 # Its own PostgreSQL formation (a monitor and two nodes on free ports in a temporary directory), so
 # no `prepare`: it never uses the PostgreSQL of DATABASE_URL.

@@ -6,7 +6,6 @@ Prints one line per check and `cluster: N passed, M failed`; exits non-zero when
 """
 
 import asyncio
-import os
 import secrets
 import sys
 import time
@@ -320,14 +319,7 @@ async def rolling_restart(cluster, client):
 
 async def main():
     scenarios = [sessions_across_replicas, signout_everywhere, throttle_across_replicas,
-                 idempotent_retry_elsewhere, if_match_race, kill_one_mid_load]
-    # The rolling restart is not yet reliable: a replica closes its idle keep-alive connections at
-    # once on SIGTERM, and a POST nginx sends on one of them at that moment fails (about one run in
-    # four; docs/deploy.md). `make cluster-test` runs it; `make test` leaves it out until it is fixed.
-    if os.environ.get("CLUSTER_ROLLING_RESTART") == "1":
-        scenarios.append(rolling_restart)
-    else:
-        print("cluster: rolling_restart left out (CLUSTER_ROLLING_RESTART=1, as `make cluster-test` sets, runs it)")
+                 idempotent_retry_elsewhere, if_match_race, kill_one_mid_load, rolling_restart]
     with Cluster(**SETTINGS) as cluster:
         print(f"cluster: replicas on ports {[r.port for r in cluster.replicas]}, nginx on {cluster.nginx.port}",
               flush=True)
