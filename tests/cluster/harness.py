@@ -8,8 +8,11 @@ an `X-Request-Id` of the suite's making, and every replica logs the ids it serve
 starts is stopped when the `with` block ends, whatever happens; the children also get SIGKILL from
 the kernel should this process die first (PR_SET_PDEATHSIG).
 
+`PgBouncer` runs Debian's pgbouncer with deploy/pgbouncer.ini filled in, in the foreground, for
+the scenario that puts one more replica behind it.
+
 Environment (set by tests/cluster/run.sh): CLUSTER_DATABASE_URL (a fresh database, dropped by
-run.sh), NEWSAPI_BIN, NGINX_BIN.
+run.sh), NEWSAPI_BIN, NGINX_BIN, PGBOUNCER_BIN.
 """
 
 import ctypes
@@ -22,12 +25,14 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.parse
 import uuid
 
 import httpx
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
+PGBOUNCER_TEMPLATE = ROOT / "deploy" / "pgbouncer.ini"
 REPLICAS = 3
 READY_TIMEOUT = 30.0
 
@@ -125,14 +130,7 @@ class Nginx:
         self.port = free_port()
         servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in ports)
         values = {"@PREFIX@": str(self.prefix), "@LISTEN@": f"127.0.0.1:{self.port}", "@SERVERS@": servers}
-        lines = []
-        for line in NGINX_TEMPLATE.read_text().splitlines():
-            if not line.lstrip().startswith("#"):  # the comments name the placeholders
-                for placeholder, value in values.items():
-                    line = line.replace(placeholder, value)
-                assert "@" not in line.replace("@unavailable", ""), f"a placeholder left in {line!r}"
-            lines.append(line)
-        conf = "\n".join(lines) + "\n"
+        conf = fill_template(NGINX_TEMPLATE, values, "#")
         self.conf = self.prefix / "nginx.conf"
         self.conf.write_text(conf)
         self.proc = None
@@ -179,6 +177,93 @@ class Nginx:
                 self.proc.wait()
 
 
+def fill_template(template, values, comment):
+    """The template's text with its @…@ placeholders replaced (not in comment lines, which name them)."""
+    lines = []
+    for line in template.read_text().splitlines():
+        if not line.lstrip().startswith(comment):
+            for placeholder, value in values.items():
+                line = line.replace(placeholder, value)
+            assert "@" not in line.replace("@unavailable", ""), f"a placeholder left in {line!r}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+class PgBouncer:
+    """Debian's pgbouncer in front of the suite's database, configured from deploy/pgbouncer.ini, in
+    the foreground; as the postgres user when this runs as root (pgbouncer refuses root). Clients
+    reach the database as `newsapi` with the suite's user and a password of the suite's making (the
+    auth file's), which pgbouncer also uses should PostgreSQL ask for one."""
+
+    def __init__(self, workdir):
+        self.prefix = workdir / "pgbouncer"
+        self.prefix.mkdir()
+        os.chmod(workdir, 0o755)
+        os.chmod(self.prefix, 0o755)
+        self.port = free_port()
+        db = urllib.parse.urlsplit(os.environ["CLUSTER_DATABASE_URL"])
+        self.user = urllib.parse.unquote(db.username or "postgres")
+        self.password = urllib.parse.unquote(db.password) if db.password else secrets.token_hex(16)
+        values = {"@DB_HOST@": db.hostname or "127.0.0.1", "@DB_PORT@": str(db.port or 5432),
+                  "@DB_NAME@": db.path.lstrip("/"), "@LISTEN_ADDR@": "127.0.0.1",
+                  "@LISTEN_PORT@": str(self.port), "@PREFIX@": str(self.prefix)}
+        self.conf = self.prefix / "pgbouncer.ini"
+        self.conf.write_text(fill_template(PGBOUNCER_TEMPLATE, values, ";"))
+        quoted = lambda v: '"' + v.replace('"', '""') + '"'
+        (self.prefix / "userlist.txt").write_text(f"{quoted(self.user)} {quoted(self.password)}\n")
+        self.log_path = workdir / "pgbouncer.log"
+        self.as_user = None
+        if os.getuid() == 0:
+            import pwd
+
+            self.as_user = pwd.getpwnam("postgres")
+            for path in (self.prefix, self.conf, self.prefix / "userlist.txt"):
+                os.chown(path, self.as_user.pw_uid, self.as_user.pw_gid)
+        os.chmod(self.prefix / "userlist.txt", 0o600)
+        self.proc = None
+
+    @property
+    def url(self):
+        """DATABASE_URL for a replica that goes through pgbouncer."""
+        auth = f"{urllib.parse.quote(self.user, safe='')}:{urllib.parse.quote(self.password, safe='')}"
+        return f"postgres://{auth}@127.0.0.1:{self.port}/newsapi"
+
+    def _child_setup(self):
+        if self.as_user:
+            os.setgroups([])
+            os.setgid(self.as_user.pw_gid)
+            os.setuid(self.as_user.pw_uid)
+        _die_with_parent()  # after setuid, which would clear it
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            [os.environ.get("PGBOUNCER_BIN", "/usr/sbin/pgbouncer"), str(self.conf)],
+            stdin=subprocess.DEVNULL,
+            stdout=open(self.log_path, "ab"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=self._child_setup,
+        )
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"pgbouncer exited during start-up: {self.log_path.read_text(errors='replace')}")
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("pgbouncer did not listen within 10 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
 class Cluster:
     """Three replicas behind nginx; use as `with Cluster() as cluster:`."""
 
@@ -204,8 +289,10 @@ class Cluster:
             SHUTDOWN_IDLE_LINGER_SECS="8",
         )
         env.update(settings)
+        self.env = env
         self.replicas = [Replica(i, env, self.workdir) for i in range(REPLICAS)]
         self.nginx = None
+        self.extra = []  # what a scenario started besides (stopped here too, should it not)
 
     def __enter__(self):
         try:
@@ -221,6 +308,8 @@ class Cluster:
         return self
 
     def __exit__(self, *exc):
+        for process in self.extra:
+            process.stop()
         if self.nginx:
             self.nginx.stop()
         for replica in self.replicas:
@@ -231,12 +320,12 @@ class Cluster:
         keep = ROOT / "target" / "e2e" / "cluster"
         shutil.rmtree(keep, ignore_errors=True)
         keep.mkdir(parents=True)
-        for path in [r.log_path for r in self.replicas] + list((self.workdir / "nginx").glob("*.log")):
+        for path in list(self.workdir.glob("*.log")) + list((self.workdir / "nginx").glob("*.log")):
             shutil.copy(path, keep / ("nginx-" + path.name if path.parent.name == "nginx" else path.name))
         self.tmp.cleanup()
 
     def dump_logs(self, lines=30):
-        for path in [r.log_path for r in self.replicas] + [self.workdir / "nginx" / "error.log"]:
+        for path in sorted(self.workdir.glob("*.log")) + [self.workdir / "nginx" / "error.log"]:
             try:
                 tail = path.read_text(errors="replace").splitlines()[-lines:]
             except FileNotFoundError:

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make cluster-test: three replicas of the release build on one fresh database behind Debian's
 # nginx (installed with apt-get when /usr/sbin/nginx is missing), configured from deploy/nginx.conf;
-# tests/cluster/suite.py then drives them through nginx only. See docs/deploy.md.
+# tests/cluster/suite.py then drives them through nginx only; and one more replica through Debian's
+# pgbouncer (installed likewise), configured from deploy/pgbouncer.ini. See docs/deploy.md.
 #
 # Creates the database newsapi_e2e_cluster_<random> on DATABASE_URL's server and drops it on exit,
 # whatever happens; the suite stops every process it started.
@@ -20,6 +21,8 @@ add_pg_bin_to_path
 
 ensure_debian_package cluster nginx /usr/sbin/nginx --no-install-recommends
 /usr/sbin/nginx -v 2>&1
+ensure_debian_package cluster pgbouncer /usr/sbin/pgbouncer --no-install-recommends
+/usr/sbin/pgbouncer --version | sed -n 1p
 ensure_venv target/venv/cluster tests/cluster/requirements.txt
 
 if [[ -z ${NEWSAPI_BIN:-} ]]; then
@@ -29,7 +32,7 @@ if [[ -z ${NEWSAPI_BIN:-} ]]; then
     cargo build --quiet --release --bin newsapi
     NEWSAPI_BIN="$ROOT/target/release/newsapi"
 fi
-export NEWSAPI_BIN NGINX_BIN=/usr/sbin/nginx
+export NEWSAPI_BIN NGINX_BIN=/usr/sbin/nginx PGBOUNCER_BIN=/usr/sbin/pgbouncer
 
 psql_admin() {
     psql -X -w -q -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" -d postgres -v ON_ERROR_STOP=1 "$@"

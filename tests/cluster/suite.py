@@ -6,13 +6,16 @@ Prints one line per check and `cluster: N passed, M failed`; exits non-zero when
 """
 
 import asyncio
+import os
 import secrets
+import subprocess
 import sys
 import time
+import urllib.parse
 
 import httpx
 
-from harness import Cluster, request_id
+from harness import Cluster, PgBouncer, Replica, request_id
 
 # The throttle: failed sign-ins per account and client address per window. The hashing queue is
 # made wide enough that it never refuses here, so every 429 below is the throttle's.
@@ -317,9 +320,115 @@ async def rolling_restart(cluster, client):
     check("every acknowledged create is in the database", ok, detail)
 
 
+# The replica behind PgBouncer: its timeouts, short so that the check below is quick, and set on the
+# role in the suite's database too, since PgBouncer drops the `options` that would carry them.
+PGB_LOCK_MS, PGB_STATEMENT_MS = 500, 1500
+
+
+def psql_through(pgbouncer, sql, options=""):
+    """One value of one query through PgBouncer, as a client with PGOPTIONS `options`."""
+    env = dict(os.environ, PGPASSWORD=pgbouncer.password, PGOPTIONS=options)
+    return subprocess.run(
+        ["psql", "-X", "-w", "-At", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-p", str(pgbouncer.port),
+         "-U", pgbouncer.user, "-d", "newsapi", "-c", sql],
+        capture_output=True, text=True, env=env, timeout=10,
+    )
+
+
+class TableLock:
+    """An ACCESS EXCLUSIVE lock on a table, held by a psql session of its own (straight to
+    PostgreSQL, with no statement timeout) until the `with` block ends."""
+
+    def __init__(self, table):
+        self.table = table
+
+    def __enter__(self):
+        env = dict(os.environ, PGOPTIONS="-c statement_timeout=0 -c idle_in_transaction_session_timeout=0")
+        self.proc = subprocess.Popen(
+            ["psql", "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", os.environ["CLUSTER_DATABASE_URL"]],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+        self.proc.stdin.write(f"begin;\nlock table {self.table} in access exclusive mode;\n\\echo locked\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line.strip() == "locked", f"psql did not take the lock: {line!r}"
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.stdin.write("rollback;\n")
+        self.proc.stdin.close()
+        self.proc.wait(timeout=10)
+
+
+async def through_pgbouncer(cluster, client):
+    """One more replica, outside nginx, whose DATABASE_URL is Debian's pgbouncer (deploy/pgbouncer.ini:
+    session mode, `ignore_startup_parameters = options`) in front of the same database."""
+    db_name = urllib.parse.urlsplit(os.environ["CLUSTER_DATABASE_URL"]).path.lstrip("/")
+    role_in_db = f'alter role current_user in database "{db_name}"'
+    # Only in the suite's own database (dropped at the end, and its role settings with it).
+    cluster.psql(f"{role_in_db} set statement_timeout = '{PGB_STATEMENT_MS}ms'")
+    cluster.psql(f"{role_in_db} set lock_timeout = '{PGB_LOCK_MS}ms'")
+    pgbouncer = PgBouncer(cluster.workdir)
+    replica = Replica("pgbouncer", dict(cluster.env, DATABASE_URL=pgbouncer.url, DATABASE_POOL_SIZE="4",
+                                        DATABASE_STATEMENT_TIMEOUT_MS=str(PGB_STATEMENT_MS),
+                                        DATABASE_LOCK_TIMEOUT_MS=str(PGB_LOCK_MS)), cluster.workdir)
+    cluster.extra += [replica, pgbouncer]
+    try:
+        pgbouncer.start()
+        shown = psql_through(pgbouncer, "show statement_timeout", options="-c statement_timeout=1234")
+        check("through pgbouncer, a client's `options` are dropped: SHOW statement_timeout is the role's",
+              shown.returncode == 0 and shown.stdout.strip() == f"{PGB_STATEMENT_MS}ms", (shown.stdout, shown.stderr))
+        replica.start()
+        await asyncio.to_thread(replica.wait_ready)
+        async with httpx.AsyncClient(base_url=replica.url, timeout=30) as direct:
+            email = f"pgbouncer-{secrets.token_hex(6)}@example.com"
+            password = f"pw-{secrets.token_hex(12)}"
+            signup, _ = await call(direct, "POST", "/signup", json={"email": email, "password": password})
+            signin, _ = await sign_in(direct, email, password)
+            token = signin.json().get("access_token") if signin.status_code == 200 else None
+            title = f"through pgbouncer {secrets.token_hex(4)}"
+            created, _ = await call(direct, "POST", "/news", json={"title": title, "body": "b"}, token=token)
+            news_id = created.json().get("id") if created.status_code == 201 else None
+            listed, _ = await call(direct, "GET", "/news?limit=100", token=token)
+            got, _ = await call(direct, "GET", f"/news/{news_id}", token=token)
+            via_nginx, _ = await call(client, "GET", f"/news/{news_id}", token=token)
+            statuses = [r.status_code for r in (signup, signin, created, listed, got, via_nginx)]
+            check("sign-up, sign-in, create, list, get through pgbouncer (session mode); the item is seen "
+                  "through nginx too", statuses == [201, 200, 201, 200, 200, 200]
+                  and any(item["id"] == news_id for item in listed.json()["items"])
+                  and got.json().get("title") == title, statuses)
+
+            burst = await asyncio.gather(*(
+                call(direct, "POST", "/news", json={"title": f"burst {n}", "body": "b"}, token=token) if n % 2
+                else call(direct, "GET", f"/news/{news_id}", token=token) for n in range(24)))
+            statuses = sorted(r.status_code for r, _ in burst)
+            check("24 concurrent creates and reads on a pool of 4 through pgbouncer: all succeed",
+                  statuses == [200] * 12 + [201] * 12, statuses)
+
+            with TableLock("news"):
+                started = time.monotonic()
+                blocked, _ = await call(direct, "GET", f"/news/{news_id}", token=token)
+                took = time.monotonic() - started
+            print(f"     a read of a locked table through pgbouncer: {blocked.status_code} in {took:.2f} s", flush=True)
+            # Cancelled by PostgreSQL (lock_timeout or statement_timeout: 503 "busy", Retry-After: 1),
+            # not by the server's own deadline, statement_timeout + 1 s (503 "cannot be reached",
+            # Retry-After: 5), which is what a replica whose timeouts were dropped would answer.
+            check("the role's lock and statement timeouts apply through pgbouncer: a read of a locked "
+                  "table is a 503 'busy' problem with Retry-After: 1",
+                  blocked.status_code == 503 and blocked.headers.get("retry-after") == "1"
+                  and blocked.headers.get("content-type", "").startswith("application/problem+json"),
+                  (blocked.status_code, blocked.headers.get("retry-after"), blocked.text[:200]))
+            after, _ = await call(direct, "GET", f"/news/{news_id}", token=token)
+            check("and once the lock is gone, the same read is 200", after.status_code == 200, after.status_code)
+    finally:
+        replica.stop()
+        pgbouncer.stop()
+        cluster.extra = [p for p in cluster.extra if p not in (replica, pgbouncer)]
+        cluster.psql(f"{role_in_db} reset all")
+
+
 async def main():
     scenarios = [sessions_across_replicas, signout_everywhere, throttle_across_replicas,
-                 idempotent_retry_elsewhere, if_match_race, kill_one_mid_load, rolling_restart]
+                 idempotent_retry_elsewhere, if_match_race, through_pgbouncer, kill_one_mid_load, rolling_restart]
     with Cluster(**SETTINGS) as cluster:
         print(f"cluster: replicas on ports {[r.port for r in cluster.replicas]}, nginx on {cluster.nginx.port}",
               flush=True)
