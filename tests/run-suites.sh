@@ -3,7 +3,7 @@
 # `make test`: spec lint, contract tests, the generated Python and TypeScript
 # clients, the explorer in a browser, a real Prometheus scraping /metrics,
 # PyJWT verifying EdDSA tokens through /.well-known/jwks.json across a key
-# rotation, three replicas behind nginx (tests/cluster), and PostgreSQL failover
+# rotation, three replicas behind nginx and one through PgBouncer (tests/cluster), and PostgreSQL failover
 # under load (pg_auto_failover). Each installs its own tools and starts its own
 # server on a fresh database. All of them run even when one
 # fails; the output ends with one line per suite and a total, and the exit
