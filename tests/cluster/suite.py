@@ -337,13 +337,14 @@ def psql_through(pgbouncer, sql, options=""):
 
 class TableLock:
     """An ACCESS EXCLUSIVE lock on a table, held by a psql session of its own (straight to
-    PostgreSQL, with no statement timeout) until the `with` block ends."""
+    PostgreSQL, no statement timeout; it waits 5 s at most for the lock) until the block ends."""
 
     def __init__(self, table):
         self.table = table
 
     def __enter__(self):
-        env = dict(os.environ, PGOPTIONS="-c statement_timeout=0 -c idle_in_transaction_session_timeout=0")
+        env = dict(os.environ,
+                   PGOPTIONS="-c statement_timeout=0 -c idle_in_transaction_session_timeout=0 -c lock_timeout=5s")
         self.proc = subprocess.Popen(
             ["psql", "-X", "-w", "-q", "-v", "ON_ERROR_STOP=1", os.environ["CLUSTER_DATABASE_URL"]],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
