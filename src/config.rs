@@ -155,9 +155,10 @@ impl FromStr for LogFormat {
 /// 12), beyond which sign-up and sign-in are refused at once without hashing.
 #[derive(Debug, Clone, Copy)]
 pub struct HashQueueConfig {
-    /// `HASH_QUEUE_MAX`: in all (default 64); beyond it, 503.
+    /// `HASH_QUEUE_MAX`: in all, on this replica (default 64); beyond it, 503.
     pub max: usize,
-    /// `HASH_QUEUE_MAX_PER_IP`: from one client address (default 4); beyond it, 429.
+    /// `HASH_QUEUE_MAX_PER_IP`: from one client address, counted across all replicas (default 4);
+    /// beyond it, 429.
     pub max_per_ip: usize,
 }
 

@@ -472,6 +472,8 @@ impl From<HashError> for ApiError {
             ),
             HashError::QueueFull { retry_after } => Self::HashQueueFull(retry_after),
             err @ HashError::Failed(_) => Self::internal(err),
+            HashError::Share(crate::db::hash_slots::SlotError::Pool(err)) => err.into(),
+            HashError::Share(crate::db::hash_slots::SlotError::Database(err)) => err.into(),
         }
     }
 }

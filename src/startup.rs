@@ -175,7 +175,8 @@ impl Application {
             pool: pool.clone(),
             read_pool: read.as_ref().map(|(read_pool, _)| read_pool.clone()),
             jwt: JwtKeys::new(&config.jwt),
-            passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue),
+            passwords: PasswordHasher::new(config.bcrypt_cost, config.hash_queue)
+                .counted_across_replicas(pool.clone(), config.connections.request_timeout),
             sessions: config.sessions,
             throttle: config.throttle,
             signup: config.signup,

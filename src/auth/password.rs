@@ -22,6 +22,19 @@
 //! one already running finishes, as bcrypt cannot be interrupted, and keeps its slot until then.
 //! `Retry-After` for a refusal is the time the threads need to work through the queue as it stands,
 //! from the recent run time of a job: about 8 s for a full default queue at cost 12 on 2 cores.
+//!
+//! Behind a balancer, the per-address share is counted across all replicas
+//! ([`PasswordHasher::counted_across_replicas`], what the server does): before a job of an address
+//! is queued, its replica takes one of the address's `HASH_QUEUE_MAX_PER_IP` slots in PostgreSQL
+//! (`db::hash_slots`, one statement serialised per address), and refuses the job with the same 429
+//! when every slot is taken, on whichever replicas. The slot is given back (one more statement)
+//! when the job ends, is refused by the queue, or is withdrawn because its request was dropped;
+//! no connection is held while bcrypt runs. A replica that dies leaves its slots behind: each is a
+//! lease of `REQUEST_TIMEOUT_SECS`, as long as the request that took it can run before it is
+//! cancelled (which gives the slot back), so a live slot never expires and a dead one is counted
+//! for at most that long. The whole queue, `HASH_QUEUE_MAX`, stays per replica: it bounds that
+//! process's own CPU and memory. A database that cannot be reached makes the request a 503, as
+//! any other query would.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -32,9 +45,14 @@ use std::{
 };
 
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use crate::{
     config::HashQueueConfig,
+    db::{
+        DbPool,
+        hash_slots::{self, SlotError},
+    },
     domain::{Password, client_share},
 };
 
@@ -48,6 +66,23 @@ pub struct PasswordHasher {
     /// exists. bcrypt's work depends only on the cost and the salt, so it needs no hashing to make
     /// (and no first-use job that a flood could keep restarting).
     dummy_hash: String,
+    /// Where the per-address share is counted across replicas, if it is.
+    shared: Option<SharedShare>,
+}
+
+/// The per-address share kept in PostgreSQL: the pool its slots are taken on, and their lease.
+#[derive(Clone)]
+struct SharedShare {
+    pool: DbPool,
+    lease: Duration,
+}
+
+impl std::fmt::Debug for SharedShare {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedShare")
+            .field("lease", &self.lease)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a password was not hashed or checked.
@@ -69,6 +104,9 @@ pub enum HashError {
     /// bcrypt refused the cost, the job panicked, or the hashing threads died.
     #[error("password hashing failed: {0}")]
     Failed(String),
+    /// The address's share could not be counted: the database failed (a 503 when it is an outage).
+    #[error("the password-hashing share could not be counted: {0}")]
+    Share(#[from] SlotError),
 }
 
 impl PasswordHasher {
@@ -86,7 +124,71 @@ impl PasswordHasher {
             pool: HashPool::start(threads, limits),
             // bcrypt's base64 has '.' for 0: a zero salt and a zero hash, both well-formed.
             dummy_hash: format!("$2b${cost:02}${}", ".".repeat(53)),
+            shared: None,
         }
+    }
+
+    /// The same hasher, with each address's share (`HASH_QUEUE_MAX_PER_IP`) counted across every
+    /// replica on `pool`'s database, each slot a lease of `lease` (see the module documentation).
+    #[must_use]
+    pub fn counted_across_replicas(mut self, pool: DbPool, lease: Duration) -> Self {
+        self.shared = Some(SharedShare { pool, lease });
+        self
+    }
+
+    /// Takes one of `client`'s slots across replicas, when the share is counted there and the
+    /// client has an address.
+    async fn take_slot(&self, client: Option<IpAddr>) -> Result<Option<Slot>, HashError> {
+        let (Some(shared), Some(client)) = (&self.shared, client) else {
+            return Ok(None);
+        };
+        // The guard exists before the statement is sent: a request dropped while it runs still
+        // gives back whatever it took.
+        let mut slot = Slot {
+            pool: shared.pool.clone(),
+            holder: Uuid::new_v4(),
+            held: true,
+            runtime: tokio::runtime::Handle::current(),
+        };
+        let max = self.pool.queue.limits.max_per_ip;
+        let client = hash_slots::client_key(client);
+        let taken = hash_slots::take(&shared.pool, &client, slot.holder, max, shared.lease).await;
+        match taken {
+            Ok(true) => Ok(Some(slot)),
+            Ok(false) => {
+                slot.held = false;
+                Err(HashError::ClientBusy {
+                    retry_after: self.pool.queue.retry_after_now(),
+                })
+            }
+            Err(err) => Err(err.into()),
+        }
+    }
+
+    /// Runs `work` through the queue for `client`, holding one of its slots across replicas for
+    /// as long as the job waits or runs: the job keeps the slot too, so a request dropped while
+    /// its job runs (bcrypt cannot be stopped) gives the slot back only when the job ends.
+    async fn run<T: Send + 'static>(
+        &self,
+        client: Option<IpAddr>,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let slot = self.take_slot(client).await?.map(Arc::new);
+        let kept = slot.clone();
+        let outcome = self
+            .pool
+            .run(client, move || {
+                let _kept = kept;
+                work()
+            })
+            .await;
+        // The job, and its hold on the slot, has ended (a job drops what it holds before its
+        // answer is handed over): given back now, before the answer, so a client that has it
+        // never finds its own slot taken.
+        if let Some(slot) = slot.and_then(Arc::into_inner) {
+            slot.release().await;
+        }
+        outcome
     }
 
     /// Hashes a new password for `client` (`None` when there is no client address: the command
@@ -101,11 +203,10 @@ impl PasswordHasher {
         client: Option<IpAddr>,
     ) -> Result<String, HashError> {
         let cost = self.cost;
-        self.pool
-            .run(client, move || {
-                bcrypt::hash(password.expose(), cost).map_err(|e| HashError::Failed(e.to_string()))
-            })
-            .await?
+        self.run(client, move || {
+            bcrypt::hash(password.expose(), cost).map_err(|e| HashError::Failed(e.to_string()))
+        })
+        .await?
     }
 
     /// Checks `candidate` (normalised as at signup) against `stored`, or against a dummy hash when
@@ -129,7 +230,6 @@ impl PasswordHasher {
         let candidate = Password::normalise(&candidate);
         let fits = candidate.len() <= Password::MAX_BYTES;
         let matches = self
-            .pool
             .run(client, move || {
                 bcrypt::verify(candidate, &hash).unwrap_or(false)
             })
@@ -141,6 +241,41 @@ impl PasswordHasher {
     #[must_use]
     pub fn queue_depth(&self) -> usize {
         self.pool.queue.lock().in_use
+    }
+}
+
+/// One of an address's slots across replicas, held while its job waits or runs. Dropped unreleased
+/// (the request's future dropped, and the job withdrawn or ended), it is given back by a task of
+/// its own on `runtime`, as the last holder may be a hashing thread.
+struct Slot {
+    pool: DbPool,
+    holder: Uuid,
+    held: bool,
+    runtime: tokio::runtime::Handle,
+}
+
+impl Slot {
+    /// Gives the slot back now. A failure is only logged: the slot ends with its lease.
+    async fn release(mut self) {
+        self.held = false;
+        if let Err(err) = hash_slots::release(&self.pool, self.holder).await {
+            tracing::warn!(error = %err, "a password-hashing slot was not given back; it expires");
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
+        }
+        let (pool, holder) = (self.pool.clone(), self.holder);
+        // A runtime shutting down drops the task: the slot then ends with its lease.
+        self.runtime.spawn(async move {
+            if let Err(err) = hash_slots::release(&pool, holder).await {
+                tracing::warn!(error = %err, "a withdrawn hashing slot was not given back; it expires");
+            }
+        });
     }
 }
 
@@ -267,6 +402,11 @@ impl Queue {
             state.typical_run.as_secs_f64() * state.in_use as f64 / self.threads.max(1) as f64;
         // `as` saturates: a drain too long for u64 seconds says u64::MAX.
         (drain.ceil() as u64).max(1)
+    }
+
+    /// [`Queue::retry_after`] for the queue as it stands now.
+    fn retry_after_now(&self) -> u64 {
+        self.retry_after(&self.lock())
     }
 
     fn stop(&self) {

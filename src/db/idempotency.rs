@@ -241,6 +241,8 @@ pub async fn clean_up(pool: &DbPool) -> Result<usize, Box<dyn std::error::Error 
 }
 
 /// Runs [`clean_up`] every [`CLEAN_UP_EVERY`], for as long as the server runs; every replica does.
+/// The expired password-hashing slots ([`super::hash_slots::clean_up`]) are deleted in the same
+/// round.
 ///
 /// A periodic task rather than a delete piggy-backed on each insert: creates pay nothing for it,
 /// and keys still expire on a replica that no longer gets writes. Replicas do not coordinate: each
@@ -256,6 +258,12 @@ pub async fn clean_up_every(pool: DbPool, period: Duration) {
             Ok(0) => {}
             Ok(deleted) => tracing::info!(deleted, "expired idempotency keys deleted"),
             Err(err) => tracing::warn!(error = %err, "idempotency keys not cleaned up; will retry"),
+        }
+        // The password-hashing slots that outlived their lease (`db::hash_slots`), beside.
+        match super::hash_slots::clean_up(&pool).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired password-hashing slots deleted"),
+            Err(err) => tracing::warn!(error = %err, "hashing slots not cleaned up; will retry"),
         }
     }
 }

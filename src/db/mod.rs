@@ -5,6 +5,7 @@
 pub mod connect;
 pub mod emails;
 pub mod failure;
+pub mod hash_slots;
 pub mod idempotency;
 pub mod mail;
 pub mod news;

@@ -20,6 +20,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    hash_slots (holder) {
+        holder -> Uuid,
+        client -> Text,
+        expires_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     idempotency_keys (user_id, key) {
         user_id -> Uuid,
         key -> Text,
@@ -120,6 +128,7 @@ diesel::joinable!(user_credentials -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     account_tokens,
+    hash_slots,
     idempotency_keys,
     mail_outbox,
     news,

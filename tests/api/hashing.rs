@@ -20,8 +20,9 @@ use tokio::{
 };
 
 use crate::helpers::{
-    PASSWORD, assert_no_internals, assert_problem, client_from, db_count, loopback, server_addr,
-    signin_with, spawn_app, spawn_app_with,
+    PASSWORD, TestApp, TestDatabase, assert_no_internals, assert_problem, client_from, db_count,
+    db_execute, loopback, server_addr, signin_with, spawn_app, spawn_app_via, spawn_app_with,
+    wait_for_db,
 };
 
 const ADA: &str = "ada@example.com";
@@ -377,4 +378,168 @@ async fn a_503_from_the_database_also_says_when_to_retry() {
 
     // Assert
     assert_refused(response, 503).await;
+}
+
+/// Two replicas on one database, as behind a balancer: the second shares the first's database
+/// (the first one's drop removes it).
+async fn two_replicas(overrides: &[(&str, &str)]) -> (TestApp, TestApp) {
+    let db = TestDatabase::create().await;
+    let (name, url) = (db.name.clone(), db.url.clone());
+    let one = spawn_app_via(db, &url, overrides).await;
+    let two = spawn_app_via(
+        TestDatabase {
+            name,
+            url: url.clone(),
+        },
+        &url,
+        overrides,
+    )
+    .await;
+    (one, two)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "timed: `make test` runs it alone (cargo test --test api -- --ignored --test-threads=1)"]
+async fn an_address_has_one_share_across_all_replicas_and_another_address_is_still_admitted() {
+    // Arrange: two replicas, two checks at a time per address, half a second a hash
+    let overrides = [
+        &NO_THROTTLE[..],
+        &[("BCRYPT_COST", "13"), ("HASH_QUEUE_MAX_PER_IP", "2")],
+    ]
+    .concat();
+    let (one, two) = two_replicas(&overrides).await;
+    let from_2 = client_from(2);
+
+    // Act: 12 concurrent sign-ins from 127.0.0.2, spread over both replicas, and one from
+    // 127.0.0.3 meanwhile
+    let other = {
+        let (address, client) = (two.address.clone(), client_from(3));
+        tokio::spawn(async move {
+            client
+                .post(format!("{address}/signin"))
+                .json(&json!({"email": "elsewhere@example.com", "password": WRONG}))
+                .send()
+                .await
+                .unwrap()
+        })
+    };
+    let addresses = [one.address.clone(), two.address.clone()];
+    let tally = burst(12, |i| {
+        let request = from_2
+            .post(format!("{}/signin", addresses[i % 2]))
+            .json(&json!({"email": format!("guess{i}@example.com"), "password": WRONG}));
+        async move { request.send().await.unwrap() }
+    })
+    .await;
+
+    // Assert: a 401 is a password checked. Two at a time in all are admitted, and each takes half
+    // a second or more, so the burst is all in before the first two end: 2 checked, 3 if one
+    // ended first. Counted per replica, 2 each would be admitted (4); the rest are 429.
+    let checked = count_of(&tally, 401);
+    assert_eq!(checked + count_of(&tally, 429), 12, "{tally:?}");
+    assert!((2..=3).contains(&checked), "{tally:?}");
+    assert_eq!(
+        other.await.unwrap().status(),
+        401,
+        "another address is checked, not refused"
+    );
+    // Every slot was given back.
+    assert_eq!(db_count(&one, "SELECT count(*) FROM hash_slots").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn slots_held_elsewhere_refuse_an_address_at_once_until_they_expire() {
+    // Arrange: slots of 127.0.0.2 as another replica would hold them, one of them stale (left by
+    // a replica that died)
+    let app = spawn_app_with(&[("HASH_QUEUE_MAX_PER_IP", "2")]).await;
+    db_execute(
+        &app,
+        "INSERT INTO hash_slots (holder, client, expires_at) VALUES \
+         (gen_random_uuid(), '127.0.0.2', now() + interval '1 minute'), \
+         (gen_random_uuid(), '127.0.0.2', now() - interval '1 second')",
+    )
+    .await;
+
+    // Act + Assert: one live slot of two: one more is admitted (its slot given back after)
+    let response = signin_with(&app, &client_from(2), "a@example.com", WRONG).await;
+    assert_eq!(response.status(), 401);
+    assert_eq!(db_count(&app, "SELECT count(*) FROM hash_slots").await, 1);
+
+    // Two live slots: refused at once with the queue's 429, and no slot taken
+    db_execute(
+        &app,
+        "INSERT INTO hash_slots (holder, client, expires_at) VALUES \
+         (gen_random_uuid(), '127.0.0.2', now() + interval '1 minute')",
+    )
+    .await;
+    let response = signin_with(&app, &client_from(2), "a@example.com", WRONG).await;
+    assert_refused(response, 429).await;
+    let response = app
+        .signup(&json!({"email": "new@example.com", "password": PASSWORD}))
+        .await;
+    assert_eq!(
+        response.status(),
+        201,
+        "the test client (127.0.0.1) is its own address"
+    );
+    let from_2 = client_from(2);
+    let response = from_2
+        .post(format!("{}/signup", app.address))
+        .json(&json!({"email": "other@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_refused(response, 429).await;
+    assert_eq!(db_count(&app, "SELECT count(*) FROM hash_slots").await, 2);
+
+    // Once they expire, the address is admitted again
+    db_execute(
+        &app,
+        "UPDATE hash_slots SET expires_at = now() - interval '1 second'",
+    )
+    .await;
+    let response = signin_with(&app, &client_from(2), "a@example.com", WRONG).await;
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_slot_of_a_request_whose_client_hung_up_is_given_back() {
+    // Arrange: two replicas, one check at a time per address, a second or more a hash, and
+    // requests allowed to run for minutes (so a slot's lease cannot be what frees it)
+    let overrides = [
+        &NO_THROTTLE[..],
+        &[
+            ("BCRYPT_COST", "14"),
+            ("HASH_QUEUE_MAX_PER_IP", "1"),
+            ("REQUEST_TIMEOUT_SECS", "300"),
+        ],
+    ]
+    .concat();
+    let (one, two) = two_replicas(&overrides).await;
+
+    // A sign-in from 127.0.0.2 on replica one takes the address's slot…
+    let stream = raw_signin(server_addr(&one), 2, "gone@example.com").await;
+    wait_for_db(
+        &one,
+        "SELECT count(*) FROM hash_slots WHERE client = '127.0.0.2'",
+        "the slot to be taken",
+        Duration::from_secs(10),
+    )
+    .await;
+    // …so replica two turns the address away
+    let response = signin_with(&two, &client_from(2), "b@example.com", WRONG).await;
+    assert_refused(response, 429).await;
+
+    // Act: the client hangs up
+    drop(stream);
+
+    // Assert: the slot is given back (when the bcrypt run it started ends), and replica two
+    // admits the address again
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while db_count(&one, "SELECT count(*) FROM hash_slots").await > 0 {
+        assert!(Instant::now() < deadline, "the slot was never given back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = signin_with(&two, &client_from(2), "b@example.com", WRONG).await;
+    assert_eq!(response.status(), 401);
 }
