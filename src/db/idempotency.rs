@@ -241,8 +241,8 @@ pub async fn clean_up(pool: &DbPool) -> Result<usize, Box<dyn std::error::Error 
 }
 
 /// Runs [`clean_up`] every [`CLEAN_UP_EVERY`], for as long as the server runs; every replica does.
-/// The expired password-hashing slots ([`super::hash_slots::clean_up`]) are deleted in the same
-/// round.
+/// The expired password-hashing slots ([`super::hash_slots::clean_up`]) and one-time account
+/// tokens ([`super::tokens::delete_expired`]) are deleted in the same round.
 ///
 /// A periodic task rather than a delete piggy-backed on each insert: creates pay nothing for it,
 /// and keys still expire on a replica that no longer gets writes. Replicas do not coordinate: each
@@ -265,5 +265,20 @@ pub async fn clean_up_every(pool: DbPool, period: Duration) {
             Ok(deleted) => tracing::info!(deleted, "expired password-hashing slots deleted"),
             Err(err) => tracing::warn!(error = %err, "hashing slots not cleaned up; will retry"),
         }
+        // Mailed one-time tokens past their lifetime (`db::tokens`): at most one per user and
+        // purpose, so few, but none kept longer than it could be used.
+        match clean_up_tokens(&pool).await {
+            Ok(0) => {}
+            Ok(deleted) => tracing::info!(deleted, "expired account tokens deleted"),
+            Err(err) => tracing::warn!(error = %err, "account tokens not cleaned up; will retry"),
+        }
     }
+}
+
+/// Deletes the expired one-time account tokens ([`super::tokens::delete_expired`]).
+async fn clean_up_tokens(pool: &DbPool) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
+    let mut conn = pool.get().await?;
+    Ok(pool
+        .run(&mut conn, async |c| super::tokens::delete_expired(c).await)
+        .await?)
 }

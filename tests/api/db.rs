@@ -10,6 +10,7 @@ use newsapi::{
     db::{
         news::{self, NewsChanges, NewsFilter, WriteOutcome, Writer},
         sessions::{self, Rotation},
+        tokens::{self, NewToken, Purpose},
         users,
     },
     domain::{Cursor, Email, NewsDraft, NewsEdit, Role, SortOrder},
@@ -361,4 +362,51 @@ async fn accounts_from_before_canonical_emails_get_theirs_at_start_up_and_the_ol
         ],
         "the newer of two accounts with one canonical email is left without it"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_newer_token_supersedes_the_older_and_expired_ones_are_cleaned_up() {
+    // Arrange
+    let db = TestDatabase::create().await;
+    let mut conn = db.connect().await;
+    let ada = user(&mut conn, "ada@example.com", Role::User).await;
+    let bob = user(&mut conn, "bob@example.com", Role::User).await;
+    let later = Utc::now() + TimeDelta::minutes(30);
+    let earlier = Utc::now() - TimeDelta::seconds(1);
+    for (user_id, token, expires_at) in [
+        (ada, "first", later),
+        (ada, "second", later),
+        (bob, "bob's", earlier),
+    ] {
+        let hash = hash_secret_token(token);
+        tokens::issue(
+            &mut conn,
+            NewToken {
+                hash: &hash,
+                user_id,
+                purpose: Purpose::PasswordReset,
+                expires_at,
+                email_canonical: None,
+                new_email: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // Act
+    let deleted = tokens::delete_expired(&mut conn).await.unwrap();
+
+    // Assert: bob's expired token went; ada's first was superseded by her second, which works once.
+    assert_eq!(deleted, 1);
+    let take = async |conn: &mut AsyncPgConnection, t: &str| {
+        tokens::take(conn, &hash_secret_token(t), Purpose::PasswordReset)
+            .await
+            .unwrap()
+            .map(|taken| taken.user_id)
+    };
+    assert_eq!(take(&mut conn, "first").await, None, "superseded");
+    assert_eq!(take(&mut conn, "bob's").await, None, "expired, deleted");
+    assert_eq!(take(&mut conn, "second").await, Some(ada));
+    assert_eq!(take(&mut conn, "second").await, None, "used");
 }
