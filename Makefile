@@ -41,7 +41,7 @@ help:
 	@echo "make browser         the explorer and Redoc in headless Chromium (tests/browser)"
 	@echo "make prometheus      Debian's Prometheus scrapes a live server and is queried (tests/prometheus)"
 	@echo "make jwks            PyJWT verifies EdDSA tokens with /.well-known/jwks.json across a key rotation (tests/jwks)"
-	@echo "make cluster-test    three release-build replicas on one database behind Debian's nginx, with the rolling restart, and one through PgBouncer (tests/cluster)"
+	@echo "make cluster-test    three release-build replicas on one database behind Debian's nginx, with the rolling restart, and one through PgBouncer (tests/cluster), then the failover (tests/failover)"
 	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
@@ -100,9 +100,10 @@ prometheus: prepare
 jwks: prepare
 	@bash tests/run-suites.sh jwks
 
-# Three replicas behind nginx, one more through PgBouncer (tests/cluster); `make test` runs it too.
+# Three replicas behind nginx, one more through PgBouncer (tests/cluster), then the failover of a
+# pg_auto_failover pair under write load (tests/failover); `make test` runs both too.
 cluster-test: prepare
-	@bash tests/run-suites.sh cluster
+	@bash tests/run-suites.sh cluster failover
 
 # Its own PostgreSQL formation (a monitor and two nodes on free ports in a temporary directory), so
 # no `prepare`: it never uses the PostgreSQL of DATABASE_URL.
