@@ -45,7 +45,7 @@ help:
 	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
-	@echo "make bench-cluster   S1 and S2 through nginx to 1, 2, 3 replicas, direct, and with a read replica (~6 min)"
+	@echo "make bench-cluster   S1 and S2 through nginx to 1, 2, 3 replicas, direct, and with a read replica (~11 min)"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
 
 prepare:

@@ -14,7 +14,7 @@
 # Settings (environment): SEED_NEWS (100000) and SEED_USERS (10000) as in `make bench`, DUR (5 s),
 # WARM (2 s), ROUNDS (3), CONNS (64), DATABASE_POOL_SIZE (16), BENCH_RUST_LOG (info, as shipped),
 # QUIET_MAX (10 s: how long a run waits for other processes to calm down), SKIP_BUILD=1 (use
-# target/release/newsapi as it is). ~9 min with the default seed (~1 min of it seeding).
+# target/release/newsapi as it is). ~11 min with the default seed on a busy 2-core VM (~1 min of it seeding).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # shellcheck source=tests/lib/apt.sh
 source tests/lib/apt.sh
@@ -82,7 +82,7 @@ t0=$SECONDS
 "${PSQL[@]}" -d newsapi_bench -c "VACUUM ANALYZE"
 echo "seeded in $((SECONDS - t0)) s"
 "${PSQL[@]}" -d newsapi_bench -Atc "COPY (SELECT id FROM news ORDER BY id) TO STDOUT" >"$OUT/ids.txt"
-as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -R -X stream --no-sync \
+as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PRIMARY_PORT" -U postgres -R -X stream -c fast --no-sync \
     -D "$PGDIR/standby"
 settings "$STANDBY_PORT" | as_pg tee -a "$PGDIR/standby/postgresql.conf" >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDIR/standby" -l "$PGDIR/standby.log" -w -t 60 start >/dev/null

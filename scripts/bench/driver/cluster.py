@@ -117,6 +117,8 @@ class Nginx:
         self.prefix = OUT / name
         self.prefix.mkdir(parents=True, exist_ok=True)
         os.chmod(self.prefix, 0o755)  # the workers run as nobody and write under the prefix
+        for old in ("access.log", "error.log"):  # an earlier run's, counted per upstream below
+            (self.prefix / old).unlink(missing_ok=True)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in ports)
