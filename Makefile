@@ -24,7 +24,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
-	clients-python clients-typescript browser prometheus jwks cluster-test failover bench bench-compare soak
+	clients-python clients-typescript browser prometheus jwks cluster-test failover bench bench-compare bench-cluster soak
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
@@ -45,6 +45,7 @@ help:
 	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
 	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
+	@echo "make bench-cluster   S1 and S2 through nginx to 1, 2, 3 replicas, direct, and with a read replica (~11 min)"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
 
 prepare:
@@ -130,6 +131,14 @@ bench:
 
 bench-compare:
 	@bash scripts/bench/compare.sh
+
+# S1 and S2 through Debian's nginx (deploy/nginx.conf) to 1, 2 and 3 replicas, straight to one, and
+# to one whose DATABASE_READ_URL is a streaming standby; on a PostgreSQL primary and standby of its
+# own (free ports, a temporary directory, removed on exit), never DATABASE_URL's. Not part of
+# make test. Results: target/bench/cluster/results.{json,md}; BENCHMARKS.md, "Replicas and read
+# replicas".
+bench-cluster:
+	@bash scripts/bench/cluster.sh
 
 # A bounded mixed load (reads, idempotent creates, sign-ins, refreshes) against the release build,
 # with the database cut off halfway (tests/soak/main.rs); prints statuses, p99 and RSS per minute and
