@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::{
     ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
-    body::present, client_ip, errors::error_statuses, text::Text,
+    body::present, client_ip, errors::error_statuses, session_ended, text::Text,
 };
 use crate::{
     auth::{
@@ -427,9 +427,7 @@ impl AuthApi {
         let row = db
             .run(async |c| users::find_user(c, user.id).await)
             .await?
-            .ok_or(ApiError::Unauthorized(AuthFailure::InvalidToken(
-                "the token's session has ended or its user no longer exists",
-            )))?;
+            .ok_or_else(session_ended)?;
         Ok(WhoamiResponse::Ok(Json(row.into()), NO_STORE.to_string()))
     }
 }

@@ -29,7 +29,7 @@ pub use self::{
     headers::{NO_STORE, NO_STORE_PATHS, add_response_headers, response_headers},
     json::{Json, JsonBytes},
     news::NewsApi,
-    security::{ClaimedSession, CurrentUser, client_ip},
+    security::{ClaimedSession, CurrentUser, client_ip, session_ended},
     service::ServiceApi,
     spec::{Contract, OPENAPI_YAML},
     text::{NOT_BLANK_PATTERN, Text},

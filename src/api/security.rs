@@ -91,8 +91,9 @@ impl ClaimedSession {
     }
 }
 
-/// The refusal of a token whose session has ended or whose user is gone.
-fn session_ended() -> ApiError {
+/// The refusal of a token whose session has ended or whose user is gone (also for a user deleted
+/// between the session check and the handler's own statement).
+pub fn session_ended() -> ApiError {
     invalid("the token's session has ended or its user no longer exists")
 }
 

@@ -12,7 +12,7 @@ use super::{
 use crate::{
     api::{
         ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
-        auth::User, client_ip, errors::error_statuses, text::Text,
+        auth::User, client_ip, errors::error_statuses, session_ended, text::Text,
     },
     auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
     db::{
@@ -20,7 +20,7 @@ use crate::{
         users,
     },
     domain::{CurrentPassword, Email, Invalid, TextRule, UserName},
-    error::{ApiError, AuthFailure},
+    error::ApiError,
 };
 
 /// The path of the link in every mail about the account's email.
@@ -132,7 +132,7 @@ impl EmailApi {
                     .await?
             }
         }
-        .ok_or_else(user_gone)?;
+        .ok_or_else(session_ended)?;
         Ok(UpdateAccountResponse::Ok(
             Json(row.into()),
             NO_STORE.to_string(),
@@ -200,7 +200,7 @@ impl EmailApi {
                 Err(ApiError::Conflict("an account with this email already exists").into())
             }
             ChangeRequested::Refused(secs) => Err(too_many_mails(secs).into()),
-            ChangeRequested::Gone => Err(user_gone().into()),
+            ChangeRequested::Gone => Err(session_ended().into()),
         }
     }
 
@@ -304,7 +304,7 @@ impl EmailApi {
             }
             Resent::AlreadyVerified => Err(already_verified().into()),
             Resent::Refused(secs) => Err(too_many_mails(secs).into()),
-            Resent::Gone => Err(user_gone().into()),
+            Resent::Gone => Err(session_ended().into()),
         }
     }
 }
@@ -335,11 +335,4 @@ fn too_many_mails(secs: u64) -> ApiError {
 
 fn already_verified() -> ApiError {
     ApiError::Conflict("the email is verified already")
-}
-
-/// The session check found the user; only a deletion in between gets here.
-fn user_gone() -> ApiError {
-    ApiError::Unauthorized(AuthFailure::InvalidToken(
-        "the token's session has ended or its user no longer exists",
-    ))
 }

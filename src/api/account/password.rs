@@ -13,7 +13,7 @@ use super::{
 use crate::{
     api::{
         ApiTags, CurrentUser, Db, Errors, JsonBody, SharedState, client_ip, errors::error_statuses,
-        text::Text,
+        session_ended, text::Text,
     },
     auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
     db::{
@@ -26,7 +26,7 @@ use crate::{
         CurrentPassword, Invalid, MAX_CANONICAL_EMAIL_BYTES, NewPassword, Password, SigninEmail,
         canonical_email,
     },
-    error::{ApiError, AuthFailure},
+    error::ApiError,
     mail::messages,
 };
 
@@ -155,7 +155,7 @@ impl PasswordApi {
             })
             .await?;
         if !changed {
-            return Err(user_gone().into());
+            return Err(session_ended().into());
         }
         state.mailer.wake();
         Ok(ChangePasswordResponse::Done)
@@ -406,7 +406,7 @@ impl PasswordApi {
                 "you are the only admin; promote another user before deleting your account",
             )
             .into()),
-            Deletion::Missing => Err(user_gone().into()),
+            Deletion::Missing => Err(session_ended().into()),
         }
     }
 }
@@ -422,11 +422,4 @@ fn both(
             [a.err(), b.err()].into_iter().flatten().collect(),
         )),
     }
-}
-
-/// The user was deleted while the request ran.
-fn user_gone() -> ApiError {
-    ApiError::Unauthorized(AuthFailure::InvalidToken(
-        "the token's session has ended or its user no longer exists",
-    ))
 }
