@@ -199,6 +199,34 @@ fn not_before(elapsed: Duration, deadline: Duration, what: &str) {
     );
 }
 
+/// A server on its own database with `extra` settings, stopped by sending on the channel; its task
+/// ends when it has stopped.
+async fn stoppable_server(
+    extra: &[(&str, &str)],
+) -> (
+    TestDatabase,
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<std::io::Result<()>>,
+) {
+    let db = TestDatabase::create().await;
+    let mut vars: HashMap<&str, String> = HashMap::from([
+        ("DATABASE_URL", db.url.clone()),
+        ("JWT_SECRET", TEST_SECRET.to_string()),
+        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
+        ("BCRYPT_COST", "4".to_string()),
+    ]);
+    vars.extend(extra.iter().map(|(k, v)| (*k, (*v).to_string())));
+    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
+    let app = Application::build(&config).await.unwrap();
+    let server = app.addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until(async {
+        let _ = stopped.await;
+    }));
+    (db, server, stop, running)
+}
+
 /// Whether a new connection from `127.0.0.<host>` is served (`GET /healthz` answered), rather than
 /// closed at once.
 async fn served_from(server: SocketAddr, host: u8) -> bool {
@@ -531,20 +559,7 @@ async fn ordinary_requests_are_served_while_500_slow_header_connections_are_open
 
 #[tokio::test(flavor = "multi_thread")]
 async fn shutdown_closes_idle_and_slow_connections_at_once_and_lets_requests_in_flight_finish() {
-    let db = TestDatabase::create().await;
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("JWT_SECRET", TEST_SECRET.to_string()),
-        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
-        ("BCRYPT_COST", "4".to_string()),
-    ]);
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    let app = Application::build(&config).await.unwrap();
-    let server = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (_db, server, stop, running) = stoppable_server(&[]).await;
 
     let mut idle = Raw::from(server, 2).await;
     idle.send(&get("/healthz")).await;
@@ -584,21 +599,8 @@ async fn shutdown_closes_idle_and_slow_connections_at_once_and_lets_requests_in_
 #[tokio::test(flavor = "multi_thread")]
 async fn with_a_shutdown_linger_an_idle_connection_stays_open_and_its_next_request_is_answered_connection_close()
  {
-    let db = TestDatabase::create().await;
-    let vars: HashMap<&str, String> = HashMap::from([
-        ("DATABASE_URL", db.url.clone()),
-        ("JWT_SECRET", TEST_SECRET.to_string()),
-        ("LISTEN_ADDR", "127.0.0.1:0".to_string()),
-        ("BCRYPT_COST", "4".to_string()),
-        ("SHUTDOWN_IDLE_LINGER_SECS", "2".to_string()),
-    ]);
-    let config = Config::from_lookup(|name| vars.get(name).cloned()).unwrap();
-    let app = Application::build(&config).await.unwrap();
-    let server = app.addr();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(app.run_until(async {
-        let _ = stopped.await;
-    }));
+    let (_db, server, stop, running) =
+        stoppable_server(&[("SHUTDOWN_IDLE_LINGER_SECS", "2")]).await;
     // Two keep-alive connections, idle when the server is told to stop.
     let mut used = Raw::from(server, 2).await;
     let mut unused = Raw::from(server, 3).await;
