@@ -91,7 +91,7 @@ FROM (
 CROSS JOIN LATERAL (
     SELECT array_to_string((string_to_array(s.words, ' '))[1:4 + (b.n % 8)], ' ') AS title
     FROM bench.sentences s
-    WHERE s.id = 1 + (b.n * 7919) % 5000
+    WHERE s.id = 1 + (b.n::bigint * 7919) % 5000
 ) AS t;
 
 CREATE UNIQUE INDEX ON bench.news_text (n);
