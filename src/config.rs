@@ -53,6 +53,9 @@ pub struct Config {
     pub mail: MailConfig,
     /// Account self-service: token lifetimes, the account-mail limits, verified-email policy.
     pub accounts: AccountConfig,
+    /// `COUNT_EXACT_LIMIT`: `GET /news/count` counts matches exactly up to this many; beyond it,
+    /// it answers PostgreSQL's estimate, marked as such (default 10 000).
+    pub count_exact_limit: i64,
 }
 
 /// How mail leaves the server: every mail is first written to the `mail_outbox` table, in the
@@ -502,6 +505,8 @@ impl Config {
                 mail_max_per_recipient: limit(&get, "ACCOUNT_MAIL_MAX_PER_RECIPIENT", 5)?,
                 mail_window: positive_secs(&get, "ACCOUNT_MAIL_WINDOW_SECS", 3600)?,
             },
+            count_exact_limit: bounded(&get, "COUNT_EXACT_LIMIT", 10_000, 1..=MAX_COUNT_EXACT_LIMIT)
+                .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX))?,
         })
     }
 
@@ -521,6 +526,9 @@ impl Config {
 }
 
 const THIRTY_DAYS: u64 = 30 * 24 * 60 * 60;
+
+/// The most `COUNT_EXACT_LIMIT` may be set to: a billion (an exact count of that many is minutes).
+const MAX_COUNT_EXACT_LIMIT: u64 = 1_000_000_000;
 
 /// The longest a database wait in milliseconds may be set to: an hour.
 const MAX_DATABASE_WAIT_MS: u64 = 60 * 60 * 1000;
@@ -841,6 +849,7 @@ mod tests {
             ("SHUTDOWN_GRACE_SECS", "1000000000000000"),
             ("REFRESH_REUSE_INTERVAL_SECS", "3601"),
             ("DATABASE_POOL_SIZE", "0"),
+            ("COUNT_EXACT_LIMIT", "0"),
         ] {
             let err = config_with(&[URL, SECRET, (name, bad)])
                 .unwrap_err()

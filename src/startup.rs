@@ -183,6 +183,7 @@ impl Application {
             trusted_proxies: config.trusted_proxies.clone(),
             metrics,
             accounts: config.accounts,
+            count_exact_limit: config.count_exact_limit,
             mail: config.mail.clone(),
             mailer,
             metrics_on_main_listener: config.observability.metrics_addr.is_none(),

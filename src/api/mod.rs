@@ -72,6 +72,8 @@ pub struct AppState {
     /// Whether the main listener answers `GET /metrics`: false when `METRICS_ADDR` names another
     /// listener for it.
     pub metrics_on_main_listener: bool,
+    /// Up to how many matches `GET /news/count` counts exactly (`COUNT_EXACT_LIMIT`).
+    pub count_exact_limit: i64,
 }
 
 /// The state as handlers receive it.

@@ -7,7 +7,7 @@ use diesel::{
     pg::Pg,
     prelude::*,
     query_builder::{AstPass, QueryFragment, QueryId},
-    sql_types::{Bool, Text, Timestamptz},
+    sql_types::{BigInt, Bool, Integer, Text, Timestamptz},
 };
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
@@ -356,16 +356,104 @@ pub async fn list_page(
     Ok(Page { rows, next, order })
 }
 
-/// How many news match `filter`.
+/// How many news match a filter, and whether that number is exact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Count {
+    /// The number, or PostgreSQL's estimate of it.
+    pub count: i64,
+    /// False when `count` is an estimate.
+    pub exact: bool,
+}
+
+/// How many news match `filter`: exactly when at most `exact_limit` do; otherwise the planner's
+/// estimate of the same filtered query, but never less than `exact_limit + 1` (that many were
+/// counted). An exact count of hundreds of thousands of matches reads them all, tens of
+/// milliseconds to seconds at a million rows (decision log D13 in BENCHMARKS.md), where counting
+/// up to the limit and asking the planner cost a few.
 ///
 /// # Errors
 /// Database errors.
-pub async fn count_news(conn: &mut AsyncPgConnection, filter: &NewsFilter) -> QueryResult<i64> {
-    news::table
-        .filter(matching(filter))
-        .count()
+pub async fn count_news(
+    conn: &mut AsyncPgConnection,
+    filter: &NewsFilter,
+    exact_limit: i64,
+) -> QueryResult<Count> {
+    let matches = || {
+        news::table
+            .filter(matching(filter))
+            .select(1_i32.into_sql::<Integer>())
+    };
+    let counted: i64 = Around::<_, BigInt>::new(
+        "SELECT count(*) FROM (",
+        matches().limit(exact_limit.saturating_add(1)),
+        ") AS matched",
+    )
+    .get_result(conn)
+    .await?;
+    if counted <= exact_limit {
+        return Ok(Count {
+            count: counted,
+            exact: true,
+        });
+    }
+    let plan: String = Around::<_, Text>::new("EXPLAIN (FORMAT JSON) ", matches(), "")
         .get_result(conn)
-        .await
+        .await?;
+    Ok(Count {
+        count: planned_rows(&plan).map_or(counted, |rows| rows.max(counted)),
+        exact: false,
+    })
+}
+
+/// The top node's row estimate in the output of `EXPLAIN (FORMAT JSON)`.
+fn planned_rows(plan: &str) -> Option<i64> {
+    let plan: serde_json::Value = serde_json::from_str(plan).ok()?;
+    let rows = plan.get(0)?.get("Plan")?.get("Plan Rows")?.as_f64()?;
+    // An estimate, rounded; `as` saturates at i64's bounds.
+    #[allow(clippy::cast_possible_truncation)]
+    Some(rows.round() as i64)
+}
+
+/// `<before><query><after>`: a query inside a statement diesel does not build (`EXPLAIN`, a
+/// count over a `LIMIT`ed subquery), with the result type `T`. Cached as a prepared statement
+/// by its SQL when the query inside may be (a search never is, see [`matching`]).
+#[derive(Debug, Clone, Copy)]
+struct Around<Q, T> {
+    before: &'static str,
+    query: Q,
+    after: &'static str,
+    result: std::marker::PhantomData<T>,
+}
+
+impl<Q, T> Around<Q, T> {
+    const fn new(before: &'static str, query: Q, after: &'static str) -> Self {
+        Self {
+            before,
+            query,
+            after,
+            result: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<Q, T> QueryId for Around<Q, T> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q, T: diesel::sql_types::SqlType + diesel::sql_types::SingleValue> diesel::query_builder::Query
+    for Around<Q, T>
+{
+    type SqlType = T;
+}
+
+impl<Q: QueryFragment<Pg>, T> QueryFragment<Pg> for Around<Q, T> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.before);
+        self.query.walk_ast(out.reborrow())?;
+        out.push_sql(self.after);
+        Ok(())
+    }
 }
 
 /// Applies `changes` to the news item if `writer` may write it and (when `versions` is given) it

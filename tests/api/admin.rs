@@ -405,7 +405,7 @@ async fn bulk_patch_by_author_id_changes_all_of_that_authors_news_and_no_other()
     // Assert
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
-    assert_eq!(body, json!({"count": 3}));
+    assert_eq!(body, json!({"count": 3, "exact": true}));
     let moderated = db_count(
         &app,
         &format!(
@@ -447,7 +447,10 @@ async fn bulk_patch_that_matches_nothing_is_200_with_a_count_of_0_and_changes_no
 
     // Assert
     assert_eq!(response.status(), 200);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"count": 0}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"count": 0, "exact": true})
+    );
     assert_eq!(all_news(&app).await, before);
 }
 

@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     AuthorWithNews, ORIGINAL_DATE, TestApp, all_news, assert_problem, assert_problem_for,
-    author_with_news, db_text, error_fields, json_of, news_rows, spawn_app, stored_news,
-    www_authenticate,
+    author_with_news, db_text, error_fields, json_of, news_rows, spawn_app, spawn_app_with,
+    stored_news, www_authenticate,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -676,24 +676,74 @@ async fn counting_news_applies_the_same_filters_as_listing() {
     )
     .await;
     let t1 = instant(1);
-    let count = async |query: &[(&str, &str)]| -> Value {
-        let response = app
-            .authed(Method::GET, "/news/count", &ada_token)
-            .query(query)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200, "{query:?}");
-        response.json::<Value>().await.unwrap()["count"].clone()
-    };
+    let count = async |query: &[(&str, &str)]| -> Value { count_of(&app, &ada_token, query).await };
 
-    // Act + Assert
-    assert_eq!(count(&[]).await, 3);
-    assert_eq!(count(&[("q", "rust")]).await, 2);
-    assert_eq!(count(&[("author_id", &ada)]).await, 2);
-    assert_eq!(count(&[("created_after", &t1)]).await, 2);
-    assert_eq!(count(&[("created_before", &t1)]).await, 0);
-    assert_eq!(count(&[("q", "rust"), ("author_id", &ada)]).await, 1);
+    // Act + Assert: every count is below COUNT_EXACT_LIMIT's default, so exact.
+    let exactly = |count: i64| json!({"count": count, "exact": true});
+    assert_eq!(count(&[]).await, exactly(3));
+    assert_eq!(count(&[("q", "rust")]).await, exactly(2));
+    assert_eq!(count(&[("author_id", &ada)]).await, exactly(2));
+    assert_eq!(count(&[("created_after", &t1)]).await, exactly(2));
+    assert_eq!(count(&[("created_before", &t1)]).await, exactly(0));
+    assert_eq!(
+        count(&[("q", "rust"), ("author_id", &ada)]).await,
+        exactly(1)
+    );
+}
+
+/// The body of a `GET /news/count` with `query`, which must be a 200.
+async fn count_of(app: &TestApp, token: &str, query: &[(&str, &str)]) -> Value {
+    let response = app
+        .authed(Method::GET, "/news/count", token)
+        .query(query)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "{query:?}");
+    response.json::<Value>().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn counts_above_the_exact_limit_are_estimates_that_say_so_and_never_fall_below_it() {
+    // Arrange: a limit of 2, three news about rust by ada and one about cooking by bob.
+    let app = spawn_app_with(&[("COUNT_EXACT_LIMIT", "2")]).await;
+    let (ada, ada_token) = app.new_user("ada@example.com").await;
+    let (bob, bob_token) = app.new_user("bob@example.com").await;
+    for day in 1..=3 {
+        app.create_news(
+            &ada_token,
+            &json!({"title": "Rust news", "body": "Text", "date_created": instant(day)}),
+        )
+        .await;
+    }
+    app.create_news(
+        &bob_token,
+        &json!({"title": "Cooking", "body": "Text", "date_created": instant(4)}),
+    )
+    .await;
+    let (t1, t4) = (instant(1), instant(4));
+
+    // Act + Assert: up to the limit (2 included), exact.
+    for (query, expected) in [
+        (vec![("author_id", bob.as_str())], 1),
+        (vec![("q", "rust"), ("created_after", &t1)], 2),
+        (vec![("author_id", &ada), ("created_before", &t1)], 0),
+        (vec![("q", "cooking")], 1),
+    ] {
+        let body = count_of(&app, &ada_token, &query).await;
+        assert_eq!(body, json!({"count": expected, "exact": true}), "{query:?}");
+    }
+    // Beyond it, an estimate: marked as one, and at least the limit + 1 that were counted.
+    for query in [
+        vec![],
+        vec![("q", "rust")],
+        vec![("author_id", ada.as_str())],
+        vec![("q", "rust"), ("author_id", &ada), ("created_before", &t4)],
+    ] {
+        let body = count_of(&app, &ada_token, &query).await;
+        assert_eq!(body["exact"], false, "{query:?}: {body}");
+        assert!(body["count"].as_i64().unwrap() >= 3, "{query:?}: {body}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -186,6 +186,7 @@ impl NewsApi {
     #[oai(path = "/news/count", method = "get", operation_id = "countNews")]
     async fn count(
         &self,
+        state: Data<&SharedState>,
         _user: CurrentUser,
         mut db: ReadDb,
         /// Full-text search over title and body (web-search syntax, English stemming);
@@ -200,10 +201,11 @@ impl NewsApi {
         created_before: Query<Option<DateTime<Utc>>>,
     ) -> Result<CountResponse, Errors<ListErrors>> {
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
-        let count = db
-            .run(async |c| db_news::count_news(c, &filter).await)
+        let limit = state.count_exact_limit;
+        let db_news::Count { count, exact } = db
+            .run(async |c| db_news::count_news(c, &filter, limit).await)
             .await?;
-        Ok(CountResponse::Ok(Json(NewsCount { count })))
+        Ok(CountResponse::Ok(Json(NewsCount { count, exact })))
     }
 
     /// Get one news item
@@ -359,6 +361,7 @@ impl NewsApi {
             .await?;
         Ok(BulkResponse::Ok(Json(NewsCount {
             count: i64::try_from(count).unwrap_or(i64::MAX),
+            exact: true,
         })))
     }
 }
