@@ -54,7 +54,7 @@ pub struct Config {
     /// Account self-service: token lifetimes, the account-mail limits, verified-email policy.
     pub accounts: AccountConfig,
     /// `COUNT_EXACT_LIMIT`: `GET /news/count` counts matches exactly up to this many; beyond it,
-    /// it answers PostgreSQL's estimate, marked as such (default 10 000).
+    /// it answers PostgreSQL's estimate, marked as such (default 1 000).
     pub count_exact_limit: i64,
 }
 
@@ -505,7 +505,7 @@ impl Config {
                 mail_max_per_recipient: limit(&get, "ACCOUNT_MAIL_MAX_PER_RECIPIENT", 5)?,
                 mail_window: positive_secs(&get, "ACCOUNT_MAIL_WINDOW_SECS", 3600)?,
             },
-            count_exact_limit: bounded(&get, "COUNT_EXACT_LIMIT", 10_000, 1..=MAX_COUNT_EXACT_LIMIT)
+            count_exact_limit: bounded(&get, "COUNT_EXACT_LIMIT", 1_000, 1..=MAX_COUNT_EXACT_LIMIT)
                 .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX))?,
         })
     }

@@ -173,10 +173,11 @@ fn escaped_len(text: &str) -> usize {
 pub struct NewsCount {
     /// The number of news.
     pub count: i64,
-    /// Whether `count` is exact. A count of news is exact up to the server's
-    /// `COUNT_EXACT_LIMIT` (10 000 by default); beyond it, counting every match would take
-    /// too long, and `count` is PostgreSQL's estimate of the number (never below the limit),
-    /// with `exact` false. A bulk update's count is always exact.
+    /// Whether `count` is exact. Matches are counted up to the server's `COUNT_EXACT_LIMIT`
+    /// (1 000 by default); when there are more, or PostgreSQL estimates more than twice
+    /// that many, counting them all would take too long, and `count` is PostgreSQL's
+    /// estimate instead (above the limit), with `exact` false. A bulk update's count is
+    /// always exact.
     pub exact: bool,
 }
 

@@ -37,15 +37,15 @@ ROUNDS = env_int("ROUNDS", 3)
 CONNS = env_int("CONNS", 64)
 
 
-def psql(sql):
+def psql(sql, db=DB):
     """Runs each `;`-separated statement on its own (VACUUM cannot share a transaction)."""
-    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *PG, "-d", DB]
+    cmd = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", *PG, "-d", db]
     for stmt in filter(None, (x.strip() for x in sql.split(";"))):
         cmd += ["-c", stmt]
     subprocess.run(cmd, check=True, capture_output=True, timeout=1200)
 
 
-def pgbench(name, scripts, mode, dur, log):
+def pgbench(name, scripts, mode, dur, log, db=DB):
     prefix = os.path.join(OUT, name)
     for f in glob.glob(prefix + ".*"):
         os.remove(f)
@@ -54,7 +54,7 @@ def pgbench(name, scripts, mode, dur, log):
         cmd += ["-f", s]
     if log:
         cmd += ["-l", "--log-prefix", prefix]
-    cmd.append(DB)
+    cmd.append(db)
     s = Sampler(0).start()
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=dur + 300)
     cpu = s.stop()["cpu_pct_of_one_core"]
@@ -76,17 +76,18 @@ def pgbench(name, scripts, mode, dur, log):
 
 
 def experiment(title, variants, mode):
-    """variants: [(name, [scripts], setup_sql or None, teardown_sql or None)]"""
+    """variants: [(name, [scripts], setup_sql or None, teardown_sql or None[, database])]"""
     print(f"== {title}", flush=True)
     runs = []
     for rnd in range(1, ROUNDS + 1):
-        for name, scripts, before, after in variants:
+        for name, scripts, before, after, *db in variants:
+            db = db[0] if db else DB
             if before:
-                psql(before)
-            pgbench(name, scripts, mode, WARM, log=False)
-            r = pgbench(name, scripts, mode, DUR, log=True)
+                psql(before, db)
+            pgbench(name, scripts, mode, WARM, log=False, db=db)
+            r = pgbench(name, scripts, mode, DUR, log=True, db=db)
             if after:
-                psql(after)
+                psql(after, db)
             r.update(variant=name, round=rnd)
             runs.append(r)
             print(f"   round {rnd} {name:>22}: {r['tps']:8.0f} tps  p50 {r['p50_ms']:7.2f}  p99 "
@@ -173,9 +174,67 @@ def main():
             ("expression index (first design)", expr, None, None),
             ("stored tsvector column (now)", stored, None, None),
         ], "simple"))
+    if only & {"RUM-S3", "RUM-S4"}:
+        results += rum(os.environ["RUM_DB"], only)
     with open(os.path.join(OUT, f"pg-designs-{time.strftime('%Y%m%dT%H%M%S')}.json"), "w") as f:
         json.dump({"dur_s": DUR, "rounds": ROUNDS, "conns": CONNS, "results": results}, f,
                   indent=1)
+
+
+def rum(rum_db, only):
+    """GIN (DESIGN_DB, as migrated) against RUM (rum_db: the same rows, news_search_idx replaced
+    by a RUM index with date_created attached): S4's insert (RUM-S4), and S3's search (RUM-S3)
+    of a first page and of the pages after the 1st and the 10th (cursors taken from DESIGN_DB).
+    Two RUM forms: the list's exact order (distance, then date_created and id: PostgreSQL 15
+    cannot take it from the index, whose order must be the whole ORDER BY) and the distance
+    alone (the index's order, but ties on date_created in no defined order)."""
+    cols = "id, title, body, date_created, date_updated, author_id, version"
+    words = subprocess.run(
+        ["psql", "-X", "-At", *PG, "-d", DB, "-c",
+         "SELECT word FROM bench.search_words ORDER BY i"],
+        check=True, capture_output=True, text=True).stdout.split()
+    sdir = os.path.join(OUT, "rum-scripts")
+    os.makedirs(sdir, exist_ok=True)
+    q = "search @@ websearch_to_tsquery('english', '{w}')"
+    newest = "'9999-12-31 23:59:59.999999+00'::timestamptz"
+    scripts = {"gin": [], "rum": [], "rum-distance": []}
+    for i, w in enumerate(words):
+        cursors = [None]
+        for skip in (19, 199):
+            row = subprocess.run(
+                ["psql", "-X", "-At", "-F", ",", *PG, "-d", DB, "-c",
+                 f"SELECT date_created, id FROM news WHERE {q.format(w=w)} ORDER BY date_created"
+                 f" DESC, id DESC OFFSET {skip} LIMIT 1"],
+                check=True, capture_output=True, text=True).stdout.strip()
+            if row:
+                d, nid = row.split(",")
+                cursors.append((f"'{d}'::timestamptz", f"'{nid}'::uuid"))
+        for j, c in enumerate(cursors):
+            after = "" if c is None else f" AND (date_created, id) < ({c[0]}, {c[1]})"
+            anchor = newest if c is None else c[0]
+            for kind, order in (("gin", "date_created DESC, id DESC"),
+                                ("rum", f"date_created <=| {anchor}, date_created DESC, id DESC"),
+                                ("rum-distance", f"date_created <=| {anchor}")):
+                f = os.path.join(sdir, f"{kind}-{i}-{j}.sql")
+                with open(f, "w") as fh:
+                    fh.write(f"SELECT {cols} FROM news WHERE {q.format(w=w)}{after} ORDER BY"
+                             f" {order} LIMIT 21;\n")
+                scripts[kind].append(f)
+    p = lambda f: os.path.join(HERE, "pgbench", f)
+    cleanup = "DELETE FROM news WHERE version = 7; VACUUM news"
+    results = []
+    if "RUM-S3" in only:
+        results.append(experiment("S3: search pages (1st, after 20, after 200), GIN vs RUM", [
+            ("gin (as migrated)", scripts["gin"], None, None, DB),
+            ("rum, exact order", scripts["rum"], None, None, rum_db),
+            ("rum, distance only", scripts["rum-distance"], None, None, rum_db),
+        ], "simple"))
+    if "RUM-S4" in only:
+        results.append(experiment("S4: INSERT, GIN vs RUM", [
+            ("gin (as migrated)", [p("s4-insert.sql")], None, cleanup, DB),
+            ("rum, date attached", [p("s4-insert.sql")], None, cleanup, rum_db),
+        ], "prepared"))
+    return results
 
 
 if __name__ == "__main__":
