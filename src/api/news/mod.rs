@@ -184,6 +184,10 @@ impl NewsApi {
 
     /// Count the news that match the filters
     #[oai(path = "/news/count", method = "get", operation_id = "countNews")]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one argument per query parameter"
+    )]
     async fn count(
         &self,
         state: Data<&SharedState>,
