@@ -49,8 +49,8 @@ pub struct NewToken<'a> {
     pub new_email: Option<&'a str>,
 }
 
-/// A one-time token to issue and the link that carries it, for the mail.
-#[derive(Debug)]
+/// A one-time token to issue and the link that carries it, for the mail. No `Debug`: the link
+/// carries the token itself.
 pub struct MailedToken {
     /// SHA-256 of the token.
     pub hash: Vec<u8>,
