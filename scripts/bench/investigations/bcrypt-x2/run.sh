@@ -9,13 +9,16 @@ trap 'rm -rf "$work"' EXIT
 cp -r "$root/vendor/blowfish" "$work/blowfish"
 patch -s -d "$work/blowfish" -p1 < "$here/x2.patch"
 mkdir -p "$work/x2"
-cp -r "$here/src" "$work/x2/"
 cat > "$work/x2/Cargo.toml" <<TOML
 [package]
 name = "x2"
 version = "0.0.0"
 edition = "2024"
 publish = false
+
+[[bin]]
+name = "x2"
+path = "$here/src/main.rs"
 
 [dependencies]
 blowfish = { version = "0.10", features = ["bcrypt"] }

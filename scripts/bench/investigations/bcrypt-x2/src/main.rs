@@ -4,18 +4,10 @@
 
 use blowfish::Blowfish;
 
-/// This thread's CPU time in ms (`CLOCK_THREAD_CPUTIME_ID`): time spent waiting while other
-/// processes run is not counted, so it is what the work costs on a shared machine.
-fn cpu_ms() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime only writes the timespec it is given.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime");
-    ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
-}
+// bcrypt-time's clock, so that both tools measure the same way.
+#[path = "../../../bcrypt-time/src/cpu.rs"]
+mod cpu;
+use cpu::cpu_ms;
 
 fn single(cost: u32, salt: &[u8], key: &[u8]) -> [u32; 2] {
     let mut state = Blowfish::bc_init_state();
@@ -28,9 +20,15 @@ fn single(cost: u32, salt: &[u8], key: &[u8]) -> [u32; 2] {
 }
 
 fn main() {
-    let args: Vec<u32> = std::env::args().skip(1).map(|a| a.parse().unwrap()).collect();
+    let args: Vec<u32> = std::env::args()
+        .skip(1)
+        .map(|a| a.parse().unwrap())
+        .collect();
     let (cost, rounds) = (args[0], args[1]);
-    let (ka, kb) = (&b"correct horse battery staple\0"[..], &b"another password\0"[..]);
+    let (ka, kb) = (
+        &b"correct horse battery staple\0"[..],
+        &b"another password\0"[..],
+    );
     let (sa, sb) = ([7u8; 16], [9u8; 16]);
     let (x, y) = Blowfish::bc_setup_x2(cost, &sa, ka, &sb, kb);
     assert_eq!(x.bc_encrypt([1, 2]), single(cost, &sa, ka));
