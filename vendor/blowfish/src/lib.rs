@@ -1,4 +1,4 @@
-//! Pure Rust implementation of the [Blowfish] block cipher.
+//! Pure Rust implementation of the Blowfish block cipher.
 //!
 //! # ⚠️ Security Warning: Hazmat!
 //!
@@ -7,14 +7,8 @@
 //! intended for direct use in applications.
 //!
 //! USE AT YOUR OWN RISK!
-//!
-//! [Blowfish]: https://en.wikipedia.org/wiki/Blowfish_(cipher)
 
 #![no_std]
-#![doc(
-    html_logo_url = "https://raw.githubusercontent.com/RustCrypto/media/26acc39f/logo.svg",
-    html_favicon_url = "https://raw.githubusercontent.com/RustCrypto/media/26acc39f/logo.svg"
-)]
 #![deny(unsafe_code)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs, rust_2018_idioms)]
