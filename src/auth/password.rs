@@ -671,9 +671,9 @@ mod tests {
         );
     }
 
-    /// Known answers from two implementations other than ours, each checked with Go's
-    /// `golang.org/x/crypto/bcrypt`: jBCrypt's test vectors (`$2a$`, the same bytes as `$2b$`
-    /// below 255-byte passwords) and Apache's `htpasswd -B` (`$2y$`). `verify` recomputes the
+    /// Known answers from two implementations other than ours, each checked with Go's x/crypto
+    /// bcrypt package: jBCrypt's test vectors (`$2a$`, the same bytes as `$2b$` below 255-byte
+    /// passwords) and Apache's `htpasswd -B` (`$2y$`). `verify` recomputes the
     /// whole hash from the salt and compares all of it, so these pass only if the Blowfish the
     /// server runs (the patched copy in `vendor/blowfish`, see its PATCH.md) is bit-identical.
     #[test]
