@@ -190,7 +190,8 @@ def table(res):
     if bc:
         lines.append("bcrypt, one verification on one core: " + ", ".join(
             f"cost {c}: {v['median_ms']:.1f} ms (ideal {NCPU} cores / that = "
-            f"{NCPU / (v['median_ms'] / 1000):.2f}/s)" for c, v in sorted(bc.items())))
+            f"{NCPU / (v['median_ms'] / 1000):.2f}/s; CPU time {fmt(v.get('median_cpu_ms'))} ms)"
+            for c, v in sorted(bc.items())))
     for f in res.get("failed", []):
         lines.append(f"FAILED run: round {f['round']} {f['target']} {f.get('scenario', '')}: "
                      f"{f['error'].strip().splitlines()[-1] if f['error'].strip() else '?'}")
