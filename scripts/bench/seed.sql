@@ -50,9 +50,12 @@ GROUP BY sw.sid;
 CREATE UNIQUE INDEX ON bench.sentences (id);
 
 -- Users: 10 000 by default, with one live session each (the per-request session check then looks
--- rows up in a table of realistic size).
-INSERT INTO users (id, email, name, role, created_at)
+-- rows up in a table of realistic size). Their emails are ASCII in lower case, their own canonical
+-- form (src/domain/user.rs, canonical_email), set here: otherwise the server's first start gives
+-- each its canonical email in an UPDATE of its own (over a minute on a busy machine).
+INSERT INTO users (id, email, email_canonical, name, role, created_at)
 SELECT gen_random_uuid(),
+       'user' || n || '@bench.example',
        'user' || n || '@bench.example',
        'Bench User ' || n,
        'user',
@@ -91,7 +94,7 @@ FROM (
 CROSS JOIN LATERAL (
     SELECT array_to_string((string_to_array(s.words, ' '))[1:4 + (b.n % 8)], ' ') AS title
     FROM bench.sentences s
-    WHERE s.id = 1 + (b.n * 7919) % 5000
+    WHERE s.id = 1 + (b.n::bigint * 7919) % 5000
 ) AS t;
 
 CREATE UNIQUE INDEX ON bench.news_text (n);
