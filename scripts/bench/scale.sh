@@ -48,7 +48,7 @@ for i in "${!SIZES[@]}"; do
     seed_s=$((SECONDS - t0))
     # The texts stay in bench.news_text for compare.sh's LoopBack anchor; nothing here reads them
     # (2 GB at a million news).
-    "${PSQL[@]}" -d "$BENCH_DB" -c "DROP TABLE IF EXISTS bench.news_text"
+    "${PSQL[@]}" -d "$BENCH_DB" -c "SET client_min_messages = warning" -c "DROP TABLE IF EXISTS bench.news_text"
     start_newsapi newsapi "${PORTS[$i]}" "$BCRYPT_COST"
     python3 "$BENCH/accounts.py" --base "http://127.0.0.1:${PORTS[$i]}" --style newsapi \
         --prefix signer --count "$SIGNERS" --creds "$OUT/creds.tsv" --tokens "$OUT/tokens.txt"

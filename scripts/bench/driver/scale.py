@@ -231,6 +231,7 @@ def check_targets(res):
 
 
 def fmt(v, nd=1):
+    """A number with thin groups of thousands (10 000), or '-'."""
     return "-" if v is None else f"{v:,.{nd}f}".replace(",", " ")
 
 
@@ -242,17 +243,17 @@ def table(res):
         f"of {res['dur_s']} s per run ({res['warm_s']} s warm-up), sizes interleaved, medians; "
         f"load average after: {res['loadavg_after']}",
         "",
-        "| news | seeded in | table + indexes | avg body chars |",
+        "| news | database ready in (seeded, or reused) | table + indexes | avg body chars |",
         "|---|---|---|---|",
     ]
     for n in sizes:
         s = res["sizes"][str(n)]
-        lines.append(f"| {n:,} | {fmt(s.get('seed_s'), 0)} s | {s['seed'].get('news_table_mb')} MB |"
-                     f" {s['seed'].get('avg_body_chars')} |".replace(",", " "))
+        lines.append(f"| {fmt(n, 0)} | {fmt(s.get('seed_s'), 0)} s | {s['seed'].get('news_table_mb')} MB |"
+                     f" {s['seed'].get('avg_body_chars')} |")
     lines += [
         "",
-        f"Ratios are to the figure at {sizes[0]:,} news (req/s: higher is better; p99: lower is better).".replace(
-            ",", " "),
+        f"Ratios (×) are to the figure at {fmt(sizes[0], 0)} news (req/s: higher is better; p99: lower is"
+        " better).",
         "",
         "| scenario | what | conns | news | req/s | × | p50 ms | p99 ms | × | non-2xx / requests |"
         " CPU µs per request: server / pg |",
@@ -267,14 +268,14 @@ def table(res):
             nonok = "/".join(map(str, m["non2xx"])) + " / " + "/".join(
                 str(x) for x in m["requests"] if x is not None)
             lines.append(
-                f"| {name} | {label} | {m['conns']} | {n:,} | {fmt(m.get('rps'))} |"
+                f"| {name} | {label} | {m['conns']} | {fmt(n, 0)} | {fmt(m.get('rps'))} |"
                 f" {fmt(ratio(med, sizes, name, n, 'rps'), 2)} | {fmt(m.get('p50_ms'), 2)} |"
                 f" {fmt(m.get('p99_ms'), 2)} | {fmt(ratio(med, sizes, name, n, 'p99_ms'), 2)} | {nonok} |"
-                f" {us.get('server', '-')} / {us.get('postgres', '-')} |".replace(",", " "))
+                f" {us.get('server', '-')} / {us.get('postgres', '-')} |")
     lines += ["", "What each count answered (one request before the runs):", ""]
     for n in sizes:
         c = res["sizes"][str(n)]["counts"]
-        lines.append(f"- {n:,} news: ".replace(",", " ") + "; ".join(
+        lines.append(f"- {fmt(n, 0)} news: " + "; ".join(
             f"{s} {json.dumps(v, separators=(',', ':'))}" for s, v in c.items()))
     for f in res.get("failed", []):
         lines.append(f"FAILED run: round {f['round']} {f['size']} {f['scenario']}: "

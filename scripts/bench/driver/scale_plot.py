@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import FuncFormatter, LogLocator  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from scale import SCENARIOS  # noqa: E402
@@ -45,6 +46,8 @@ def main(results, png):
         ax.set_yscale("log")
         ax.set_xticks(sizes, [f"{n:,}".replace(",", " ") for n in sizes])
         ax.minorticks_off()
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.10g}".replace(",", " ")))
         ax.set_xlabel("news in the table")
         ax.set_title(title)
         ax.grid(True, which="major", alpha=0.3)
