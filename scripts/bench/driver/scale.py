@@ -30,6 +30,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -70,6 +71,19 @@ def get_json(t, path):
         return json.loads(r.read())
 
 
+def answer(t, path):
+    """The body of one GET, with its status when it is not 200 (a count past the server's
+    statement timeout is a 503 problem, and is what the curve must show, not a failed run)."""
+    try:
+        return get_json(t, path)
+    except urllib.error.HTTPError as err:
+        body = err.read()
+        try:
+            return {"status": err.code, "body": json.loads(body)}
+        except ValueError:
+            return {"status": err.code, "body": body.decode(errors="replace")[:200]}
+
+
 def middle_cursor(t):
     """The cursor of the page that starts at the middle of the newest-first feed, made as the
     server makes next_cursor (src/domain/cursor.rs: URL-safe base64, no padding, of
@@ -98,7 +112,7 @@ def inputs(t):
     q = urllib.parse.quote
     # The rarest search word that matches anything here (the seed's rarest ones may match nothing:
     # its bodies are drawn from 5 000 sentences, the same at every size).
-    rare = next((w for w in reversed(words) if get_json(t, f"/news/count?q={q(w)}")["count"] > 0),
+    rare = next((w for w in reversed(words) if answer(t, f"/news/count?q={q(w)}").get("count", 0) > 0),
                 words[-1])
     return {
         "S2deep": f"/news?limit=20&cursor={cursor}",
@@ -156,7 +170,7 @@ def run(outdir):
             t = json.load(f)
         t["token"] = open(t["files"]["tokens"]).readline().strip()
         t["paths"] = inputs(t)
-        t["counts"] = {s: get_json(t, p) for s, p in t["paths"].items() if s.startswith("C")}
+        t["counts"] = {s: answer(t, p) for s, p in t["paths"].items() if s.startswith("C")}
         print(f"== {n} news: deep page {t['paths']['S2deep']}; counts "
               + ", ".join(f"{s} {c}" for s, c in t["counts"].items()), flush=True)
         targets[n] = t
@@ -208,6 +222,27 @@ def ratio(med, sizes, scen, n, key):
     return here / first if first and here is not None else None
 
 
+def little_ms(m):
+    """Mean latency by Little's law (connections / req/s). wrk leaves out the requests still
+    running when a run ends, so when a few take seconds (a count over most of a million rows)
+    its percentiles miss them; this figure does not."""
+    return m["conns"] / m["rps"] * 1000 if m.get("rps") else None
+
+
+def latency_target(name, top, m, goal):
+    """A p99 goal, judged on wrk's p99 and, so that unfinished slow requests cannot pass it, on
+    the mean by Little's law too; a run with no answer at all fails it."""
+    little = little_ms(m)
+    if not m.get("requests") or not any(m["requests"]) or little is None:
+        return {"target": f"{name} p99 at {top} news", "value": "no answer within the run",
+                "goal": f"< {goal} ms", "met": False}
+    value = f"{m['p99_ms']:.2f} ms"
+    if little > m["p99_ms"]:
+        value += f" (but conns / req/s = {little:.0f} ms: slower requests did not finish in the run)"
+    return {"target": f"{name} p99 at {top} news", "value": value, "goal": f"< {goal} ms",
+            "met": m["p99_ms"] < goal and little < goal}
+
+
 def check_targets(res):
     med = res["medians"]
     sizes = [int(n) for n in res["sizes"]]
@@ -219,18 +254,13 @@ def check_targets(res):
             for n in sizes[1:]:
                 r = ratio(med, sizes, name, n, "rps")
                 if r is not None:
-                    out.append({"target": f"{name} req/s at {n} vs {sizes[0]} news", "value": f"{r:.2f}x",
+                    out.append({"target": f"{name} req/s at {n} vs {sizes[0]} news", "value": f"{r:.3f}x",
                                 "goal": f">= {1 - READ_WITHIN:.2f}x", "met": r >= 1 - READ_WITHIN})
             continue
         m = med.get(top, {}).get(name)
         if not m:
             continue
-        if kind == "search":
-            out.append({"target": f"{name} p99 at {top} news", "value": f"{m['p99_ms']:.2f} ms",
-                        "goal": f"< {SEARCH_P99_MS} ms", "met": m["p99_ms"] < SEARCH_P99_MS})
-        elif kind == "count":
-            out.append({"target": f"{name} p99 at {top} news", "value": f"{m['p99_ms']:.2f} ms",
-                        "goal": f"< {COUNT_MS} ms", "met": m["p99_ms"] < COUNT_MS})
+        out.append(latency_target(name, top, m, SEARCH_P99_MS if kind == "search" else COUNT_MS))
     return out
 
 
@@ -259,9 +289,9 @@ def table(res):
         f"Ratios (×) are to the figure at {fmt(sizes[0], 0)} news (req/s: higher is better; p99: lower is"
         " better).",
         "",
-        "| scenario | what | conns | news | req/s | × | p50 ms | p99 ms | × | non-2xx / requests |"
-        " CPU µs per request: server / pg |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| scenario | what | conns | news | req/s | × | p50 ms | p99 ms | × | mean ms: wrk / conns÷req/s |"
+        " non-2xx / requests | CPU µs per request: server / pg |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label, _, _, _ in SCENARIOS:
         for n in sizes:
@@ -274,7 +304,8 @@ def table(res):
             lines.append(
                 f"| {name} | {label} | {m['conns']} | {fmt(n, 0)} | {fmt(m.get('rps'))} |"
                 f" {fmt(ratio(med, sizes, name, n, 'rps'), 2)} | {fmt(m.get('p50_ms'), 2)} |"
-                f" {fmt(m.get('p99_ms'), 2)} | {fmt(ratio(med, sizes, name, n, 'p99_ms'), 2)} | {nonok} |"
+                f" {fmt(m.get('p99_ms'), 2)} | {fmt(ratio(med, sizes, name, n, 'p99_ms'), 2)} |"
+                f" {fmt(m.get('mean_ms'), 2)} / {fmt(little_ms(m), 2)} | {nonok} |"
                 f" {us.get('server', '-')} / {us.get('postgres', '-')} |")
     lines += ["", "What each count answered (one request before the runs):", ""]
     for n in sizes:

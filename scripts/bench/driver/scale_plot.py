@@ -31,10 +31,11 @@ def main(results, png):
         pts = [(n, med[str(n)][name]) for n in sizes if name in med.get(str(n), {})]
         if not pts:
             continue
-        xs = [n for n, _ in pts]
         legend = f"{name} ({conns or res['conns']} conns)"
-        ax_rps.plot(xs, [m["rps"] for _, m in pts], STYLE[kind], marker="o", label=legend)
-        ax_p99.plot(xs, [m["p99_ms"] for _, m in pts], STYLE[kind], marker="o", label=legend)
+        for ax, key in ((ax_rps, "rps"), (ax_p99, "p99_ms")):
+            # A run with no answer at all (every request past the server's timeout) has no point.
+            xy = [(n, m[key]) for n, m in pts if m.get(key)]
+            ax.plot([x for x, _ in xy], [y for _, y in xy], STYLE[kind], marker="o", label=legend)
     ax_p99.axhline(20, color="grey", linewidth=0.8)
     ax_p99.annotate("S3c4 target 20 ms", (sizes[0], 20), textcoords="offset points", xytext=(2, 3),
                     fontsize=8, color="grey")
