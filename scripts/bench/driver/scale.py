@@ -7,7 +7,7 @@ each and calls this): the cost curve from 10^4 to 10^6 news. At every size the s
   S2deep    GET /news?limit=20&cursor=…, the page that starts at the middle of the feed
   S3c4      GET /news?q=<word>&limit=20, a random search word, 4 connections
   C         GET /news/count, unfiltered, 4 connections
-  Cqfreq    … ?q=<the most frequent search word> (about half the rows match)
+  Cqfreq    … ?q=<the most frequent search word> (about 90 % of the rows match)
   Cqrare    … ?q=<the rarest search word that matches any row>
   Cauthor   … ?author_id=<the author of the newest item>
   Cafter    … ?created_after=<the middle item's date_created> (half the rows match)
