@@ -456,6 +456,57 @@ mod tests {
     }
 
     #[test]
+    fn a_remembered_token_is_checked_against_exp_and_nbf_with_the_same_leeway() {
+        let token = VerifiedToken {
+            sub: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
+        };
+        let remembered = Remembered {
+            token,
+            nbf: 1_000,
+            exp: 2_000,
+        };
+        // jsonwebtoken: expired when `exp < now - leeway`, immature when `nbf > now + leeway`.
+        assert_eq!(remembered.check(2_000 + LEEWAY_SECS), Ok(token));
+        assert_eq!(
+            remembered.check(2_001 + LEEWAY_SECS),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(remembered.check(1_000 - LEEWAY_SECS), Ok(token));
+        assert_eq!(
+            remembered.check(999 - LEEWAY_SECS),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn only_a_token_that_verified_is_remembered_and_it_verifies_the_same_again() {
+        let keys = keys();
+        let now = chrono::Utc::now().timestamp();
+        let refused = [
+            sign(&claims(serde_json::json!({"exp": now - 10})), ALGORITHM),
+            sign(&claims(serde_json::json!({"typ": "refresh"})), ALGORITHM),
+            sign(&claims(serde_json::json!({})), Algorithm::HS512),
+        ];
+        for token in &refused {
+            assert!(keys.verify(token).is_err());
+            assert!(keys.verify(token).is_err(), "refused twice");
+        }
+        assert_eq!(keys.verified.len(), 0);
+
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = keys.issue(user, session).unwrap();
+        let first = keys.verify(&token).unwrap();
+        assert_eq!(keys.verified.len(), 1);
+        assert_eq!(keys.verify(&token), Ok(first));
+        assert_eq!((first.sub, first.sid), (user, session));
+        // One character more or less is another token, verified on its own.
+        assert!(keys.verify(&format!("{token}A")).is_err());
+        assert!(keys.verify(&token[..token.len() - 1]).is_err());
+        assert_eq!(keys.verified.len(), 1);
+    }
+
+    #[test]
     fn a_tampered_signature_or_garbage_is_refused() {
         let keys = keys();
         let token = keys.issue(Uuid::new_v4(), Uuid::new_v4()).unwrap();
