@@ -290,6 +290,26 @@ if e["WITH_ANCHOR"] == "1":
                 "PGDATABASE": e["ANCHOR_DB"]},
         "ready_url": f"http://127.0.0.1:{e['ANCHOR_STARTUP_PORT']}/ping",
     }
+if e.get("WITH_PB") == "1":
+    pb = e["PB_DIR"]
+    ids = f"{out}/pb-ids.txt"
+    setup["targets"]["pocketbase"] = {
+        "base": f"http://127.0.0.1:{e['PB_PORT']}", "pid": int(open(f"{pb}/server.pid").read()),
+        # Driven by its own wrk script (MODE=...); no PostgreSQL: SQLite runs in its process.
+        "script": f"{pb}/bench.lua",
+        "bad_token": open(f"{out}/pb-bad-token.txt").read().strip(),
+        "files": {"ids": ids, "tokens": f"{out}/pb-tokens.tsv", "creds": f"{out}/pb-creds.tsv"},
+        # Seeded rows have rowids 1..N (scripts/bench/pocketbase-seed.py); S4 adds the others.
+        "reset": {"sqlite": f"{pb}/pb_data/data.db",
+                  "delete": f"DELETE FROM news WHERE rowid > {sum(1 for _ in open(ids))}"},
+    }
+    setup["startup"]["pocketbase"] = {
+        "cmd": [f"{pb}/.venv/bin/pocketbase", "serve", "--http", f"127.0.0.1:{e['PB_STARTUP_PORT']}",
+                "--dir", f"{out}/pb-startup-data", "--migrationsDir", f"{pb}/pb_migrations",
+                "--automigrate=false"],
+        "cwd": pb, "env": {},
+        "ready_url": f"http://127.0.0.1:{e['PB_STARTUP_PORT']}/api/health",
+    }
 json.dump(setup, open(f"{out}/setup.json", "w"), indent=1)
 PY
 }
