@@ -24,6 +24,14 @@ SCENARIOS = [
      ["newsapi", "loopback", PB]),
     ("S8", "mixed: 60% one, 30% list, 10% create", "mixed.lua", None, ["newsapi", "loopback"]),
 ]
+# What the PocketBase anchor's requests are where they differ from newsapi's (its bench.lua).
+PB_LABELS = {
+    "S1": "GET /api/collections/news/records/{id}, token",
+    "S2": "GET …/news/records?page=1..5&perPage=20&sort=-created, token (offset, with COUNT)",
+    "S4": "POST /api/collections/news/records (~1.5 KB, author = caller)",
+    "S5": "POST /api/collections/users/auth-with-password (bcrypt cost 10)",
+    "S6": "GET …/news/records/{id}, bad token (404: the caller becomes a guest)",
+}
 EXPECT_NON2XX = {"S6"}  # PocketBase answers S6 with 404: a bad token makes the caller a guest
 
 
