@@ -218,8 +218,7 @@ def table(res):
         lines.append("")
         lines += targets_table(res)
         lines.append("")
-        lines.append("In detail (medians; PocketBase's pg column is PostgreSQL's CPU from other work:"
-                     " it uses none):")
+        lines.append("In detail (medians; PocketBase uses no PostgreSQL: its pg % is other work's):")
     lines.append("")
     lines.append("| scenario | what | conns | req/s | p50 ms | p90 ms | p99 ms | non-2xx / requests |"
                  " CPU % of one core: server (user+sys) / pg / wrk / other |"
@@ -240,7 +239,7 @@ def table(res):
                 f" {fmt(m.get('p90_ms'), 2)} | {fmt(m.get('p99_ms'), 2)} | {nonok} |"
                 f" {c['server']} ({c.get('server_user', '-')}+{c.get('server_sys', '-')}) /"
                 f" {c['postgres']} / {c['load']} / {c['other']} |"
-                f" {us.get('server', '-')} / {us.get('postgres', '-')} |"
+                f" {us.get('server', '-')} / {'none' if target == 'pocketbase' else us.get('postgres', '-')} |"
                 f" {fmt(m.get('rss_max_mb') or None)} |")
 
     for scen in order:
