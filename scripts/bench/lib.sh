@@ -307,6 +307,7 @@ if e.get("WITH_PB") == "1":
         "reset": {"sqlite": f"{pb}/pb_data/data.db",
                   "delete": f"DELETE FROM news WHERE rowid > {sum(1 for _ in open(ids))}"},
     }
+    setup["machine"]["pocketbase"] = cmd(f"{pb}/.venv/bin/pocketbase", "--version")
     setup["startup"]["pocketbase"] = {
         "cmd": [f"{pb}/.venv/bin/pocketbase", "serve", "--http", f"127.0.0.1:{e['PB_STARTUP_PORT']}",
                 "--dir", f"{out}/pb-startup-data", "--migrationsDir", f"{pb}/pb_migrations",
