@@ -136,7 +136,7 @@ def combined(res):
         return m.get("rps_little") or m.get("rps") if m else None
 
     def num(m):
-        if not m or not rps(m):
+        if not m or rps(m) is None:
             return "-"
         return f"{rps(m):,.{2 if rps(m) < 100 else 0}f}{'*' if m.get('rps_little') else ''}"
 
