@@ -103,7 +103,7 @@ def check_targets(res):
             add(f"{s} p99 at {na[s]['conns']} conns", f"{p99:.2f} ms", "< 20 ms", p99 < 20, "5")
     bc = res.get("bcrypt", {})
     for target, cost in (("newsapi", res["setup"].get("bcrypt_cost")), ("newsapi_c10", 10)):
-        if "S5" in med.get(target, {}) and str(cost) in bc:
+        if med.get(target, {}).get("S5", {}).get("rps_little") and str(cost) in bc:
             ideal = NCPU / (bc[str(cost)]["median_ms"] / 1000)
             m = med[target]["S5"]
             share = m["rps_little"] / ideal
