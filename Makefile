@@ -44,7 +44,7 @@ help:
 	@echo "make cluster-test    three release-build replicas on one database behind Debian's nginx, with the rolling restart, and one through PgBouncer (tests/cluster), then the failover (tests/failover)"
 	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
-	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
+	@echo "make bench-compare   the same scenarios against the LoopBack and PocketBase anchors and pgbench, 3 rounds, medians"
 	@echo "make bench-cluster   S1 and S2 through nginx to 1, 2, 3 replicas, direct, and with a read replica (~11 min)"
 	@echo "make bench-scale     S1, S2 (first and a deep page), S3 and counts at 10^4, 10^5, 10^6 news: the cost curve and its plot"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
@@ -126,7 +126,8 @@ clean-test-dbs:
 
 # Benchmarks (see BENCHMARKS.md). Both build the release binary, make a fresh benchmark database
 # (newsapi_bench, seeded with 100 000 news), start their own servers on 127.0.0.1:3180-3184 and
-# stop them at the end. Results: target/bench/results.json and compare.json.
+# stop them at the end (bench-compare: PocketBase on 3186-3187 too). Results:
+# target/bench/results.json and compare.json.
 bench:
 	@bash scripts/bench/bench.sh
 
