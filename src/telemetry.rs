@@ -384,7 +384,7 @@ impl Drop for AccessLine {
 
 /// The size of `response`'s body when it is known before it is sent (poem's bodies from bytes,
 /// strings and JSON know it; a stream does not).
-fn body_size(response: &mut Response) -> Option<u64> {
+pub(crate) fn body_size(response: &mut Response) -> Option<u64> {
     let body = http_body_util::combinators::BoxBody::from(response.take_body());
     let size = http_body::Body::size_hint(&body).exact();
     response.set_body(body);
