@@ -342,10 +342,10 @@ pub fn routes(
 }
 
 /// What every request passes through around `app`, outermost first: [`RequestIdentity`] (the
-/// request id), [`RecordMetrics`] (counted into `metrics`), [`RequestLog`] (the span and the access line, outside everything that can still
-/// change the answer, so it logs the status and the body's bytes as sent: compressed when they
-/// are), `compression` ([`ResponseCompression`], so it sees every answer, errors included), the
-/// response headers, `Allow` on 405, the
+/// request id), [`RecordMetrics`] (counted into `metrics`), [`RequestLog`] (the span and the access
+/// line, outside everything that can still change the answer, so it logs the status and the
+/// body's bytes as sent, compressed or not), `compression` ([`ResponseCompression`]: outside the
+/// rest, so it sees every answer, errors included), the response headers, `Allow` on 405, the
 /// catch-all that renders every error as problem+json, and [`answer_panics`]. Public so a test can
 /// put an endpoint of its own (one that panics) behind exactly this stack.
 pub fn middleware(
