@@ -210,9 +210,9 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
 /// alone) and fields `method`, `route` (the contract's template, `/news/{id}`, or `unmatched`:
 /// never the path alone, which holds ids: group by this one), `uri` (the target as
 /// [`loggable_uri`] writes it), `status`, `latency_ms`, `bytes` (the body's size as sent,
-/// compressed or not, when the response knows it up front, which every answer but a stream does;
-/// absent otherwise), `request_id`, `user_id` (once the bearer token was verified),
-/// `remote_addr`. It is written for every request that reached the application: answered, refused, panicked (the 500 it got), or
+/// compressed or not, when known up front: every answer but a stream; absent otherwise),
+/// `request_id`, `user_id` (once the bearer token was verified), `remote_addr`. It is written for
+/// every request that reached the application: answered, refused, panicked (the 500 it got), or
 /// dropped before its answer (the client hung up, or the server cut it off): then `status` is
 /// 499, nginx's "client closed request" (503 when the connection layer cancelled it and answered
 /// 503 itself), and `cancelled` is true.
