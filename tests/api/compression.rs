@@ -38,6 +38,15 @@ async fn page(app: &TestApp, token: &str, accept_encoding: Option<&str>) -> Resp
     request.send().await.unwrap()
 }
 
+/// `GET path` with `token` and `Accept-Encoding: accept_encoding`.
+async fn get(app: &TestApp, token: &str, path: &str, accept_encoding: &str) -> Response {
+    app.authed(Method::GET, path, token)
+        .header(header::ACCEPT_ENCODING, accept_encoding)
+        .send()
+        .await
+        .unwrap()
+}
+
 fn content_encoding(response: &Response) -> Option<&str> {
     response
         .headers()
@@ -170,12 +179,7 @@ async fn a_body_under_the_threshold_is_sent_as_it_is() {
         )
         .await;
     let id = news["id"].as_str().unwrap();
-    let response = app
-        .authed(Method::GET, &format!("/news/{id}"), &token)
-        .header(header::ACCEPT_ENCODING, "gzip, br, zstd")
-        .send()
-        .await
-        .unwrap();
+    let response = get(&app, &token, &format!("/news/{id}"), "gzip, br, zstd").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(content_encoding(&response), None);
     assert!(varies_on_accept_encoding(&response));
@@ -222,12 +226,7 @@ async fn the_threshold_is_a_setting_and_a_body_compression_would_grow_is_sent_as
         )
         .await;
     let id = news["id"].as_str().unwrap();
-    let small_but_compressible = app
-        .authed(Method::GET, &format!("/news/{id}"), &token)
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .send()
-        .await
-        .unwrap();
+    let small_but_compressible = get(&app, &token, &format!("/news/{id}"), "gzip").await;
     assert_eq!(content_encoding(&small_but_compressible), Some("gzip"));
     let tiny = app
         .request(Method::GET, "/nowhere")
@@ -254,12 +253,7 @@ async fn answers_that_carry_a_token_or_account_data_are_never_compressed() {
         .await
         .unwrap();
     assert_eq!(renamed.status(), StatusCode::OK);
-    let response = app
-        .authed(Method::GET, "/whoami", &token)
-        .header(header::ACCEPT_ENCODING, "gzip")
-        .send()
-        .await
-        .unwrap();
+    let response = get(&app, &token, "/whoami", "gzip").await;
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(content_encoding(&response), None);
     // Nor does it vary: a `no-store` answer is never cached.
