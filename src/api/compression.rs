@@ -24,8 +24,9 @@ use poem::{
 use super::NO_STORE;
 use crate::telemetry::body_size;
 
-/// Every coding's fastest useful level (gzip 1, brotli 1, zstd 1): a 20-item page compresses to
-/// about a fifth at a small fraction of the request's CPU (`BENCHMARKS.md`, D11).
+/// Every coding's fastest useful level (gzip 1, brotli 1, zstd 1): higher levels buy a few per
+/// cent fewer bytes for 1.5–4× the CPU, and level 1 already costs 1–2× a page's own (BENCHMARKS.md,
+/// D11).
 const LEVEL: CompressionLevel = CompressionLevel::Precise(1);
 
 /// The default of `COMPRESSION_MIN_BYTES`: below about a kilobyte a body fits a packet or two and
