@@ -22,7 +22,7 @@ use poem::{
 };
 
 use super::NO_STORE;
-use crate::telemetry::body_size;
+use crate::{error::render_any_error, telemetry::body_size};
 
 /// Every coding's fastest useful level (gzip 1, brotli 1, zstd 1): higher levels buy a few per
 /// cent fewer bytes for 1.5–4× the CPU, and level 1 already costs 1–2× a page's own (BENCHMARKS.md,
@@ -92,21 +92,27 @@ impl<E: Endpoint> Endpoint for CompressionEndpoint<E> {
         }
         // The body is already in memory (its size was known); compressing it whole lets the answer
         // keep a `Content-Length` and the access log its byte count.
-        let body = response.take_body().into_bytes().await?;
+        // Neither step can fail on bytes in memory; were one to, the answer is still problem+json
+        // (the body could not be read) or the body as it is (it could not be encoded).
+        let body = match response.take_body().into_bytes().await {
+            Ok(body) => body,
+            Err(err) => return Ok(render_any_error(err.into()).await),
+        };
         let compressed = Compress::new(body.clone(), algo)
             .with_quality(LEVEL)
             .into_response()
             .into_body()
             .into_bytes()
-            .await?;
-        if compressed.len() < body.len() {
-            response.set_body(compressed);
-            response.headers_mut().insert(
-                header::CONTENT_ENCODING,
-                HeaderValue::from_static(name(algo)),
-            );
-        } else {
-            response.set_body(body);
+            .await;
+        match compressed {
+            Ok(compressed) if compressed.len() < body.len() => {
+                response.set_body(compressed);
+                response.headers_mut().insert(
+                    header::CONTENT_ENCODING,
+                    HeaderValue::from_static(name(algo)),
+                );
+            }
+            _ => response.set_body(body),
         }
         Ok(response)
     }
