@@ -53,7 +53,14 @@ pub struct Config {
     pub mail: MailConfig,
     /// Account self-service: token lifetimes, the account-mail limits, verified-email policy.
     pub accounts: AccountConfig,
+    /// `COMPRESSION_MIN_BYTES`: the smallest JSON body sent compressed to a client that accepts
+    /// gzip, br or zstd (default 1024; at most [`MAX_COMPRESSION_MIN_BYTES`], which no JSON
+    /// answer reaches: compression off).
+    pub compression_min_bytes: u64,
 }
+
+/// The largest `COMPRESSION_MIN_BYTES`: 64 MiB.
+pub const MAX_COMPRESSION_MIN_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How mail leaves the server: every mail is first written to the `mail_outbox` table, in the
 /// transaction of the change that causes it, and a worker in every replica sends it.
@@ -502,6 +509,12 @@ impl Config {
                 mail_max_per_recipient: limit(&get, "ACCOUNT_MAIL_MAX_PER_RECIPIENT", 5)?,
                 mail_window: positive_secs(&get, "ACCOUNT_MAIL_WINDOW_SECS", 3600)?,
             },
+            compression_min_bytes: bounded(
+                &get,
+                "COMPRESSION_MIN_BYTES",
+                crate::api::DEFAULT_COMPRESSION_MIN_BYTES,
+                0..=MAX_COMPRESSION_MIN_BYTES,
+            )?,
         })
     }
 
