@@ -24,7 +24,7 @@ endif
 CARGO ?= cargo
 
 .PHONY: help prepare run migrate test lint fmt clean-test-dbs suites spec-lint contract clients \
-	clients-python clients-typescript browser prometheus jwks cluster-test failover bench bench-compare bench-cluster soak
+	clients-python clients-typescript browser prometheus jwks cluster-test failover bench bench-compare bench-cluster bench-scale soak
 
 help:
 	@echo "make prepare         create .env if missing, make sure PostgreSQL runs and the database exists"
@@ -44,8 +44,9 @@ help:
 	@echo "make cluster-test    three release-build replicas on one database behind Debian's nginx, with the rolling restart, and one through PgBouncer (tests/cluster), then the failover (tests/failover)"
 	@echo "make failover        pg_auto_failover primary + sync standby, the primary killed under write load (tests/failover)"
 	@echo "make bench           release build, seeded benchmark database, every scenario once (BENCHMARKS.md)"
-	@echo "make bench-compare   the same scenarios against the LoopBack anchor and pgbench, 3 rounds, medians"
+	@echo "make bench-compare   the same scenarios against the LoopBack and PocketBase anchors and pgbench, 3 rounds, medians"
 	@echo "make bench-cluster   S1 and S2 through nginx to 1, 2, 3 replicas, direct, and with a read replica (~11 min)"
+	@echo "make bench-scale     S1, S2 (first and a deep page), S3 and counts at 10^4, 10^5, 10^6 news: the cost curve and its plot"
 	@echo "make soak            release build, mixed load for SOAK_SECS (300) with the database cut off halfway for SOAK_CUT_SECS (10)"
 
 prepare:
@@ -125,7 +126,8 @@ clean-test-dbs:
 
 # Benchmarks (see BENCHMARKS.md). Both build the release binary, make a fresh benchmark database
 # (newsapi_bench, seeded with 100 000 news), start their own servers on 127.0.0.1:3180-3184 and
-# stop them at the end. Results: target/bench/results.json and compare.json.
+# stop them at the end (bench-compare: PocketBase on 3186-3187 too). Results:
+# target/bench/results.json and compare.json.
 bench:
 	@bash scripts/bench/bench.sh
 
@@ -139,6 +141,12 @@ bench-compare:
 # replicas".
 bench-cluster:
 	@bash scripts/bench/cluster.sh
+
+# The cost curve (BENCHMARKS.md, "Cost curve"): one database and one release server per size of
+# SCALE_SIZES (10000,100000,1000000), every scenario at every size; REUSE_SEED=1 reuses the seeded
+# databases. Results: target/bench/scale/results.{json,md} and scale.png (SCALE_PLOT_OUT copies it).
+bench-scale:
+	@bash scripts/bench/scale.sh
 
 # A bounded mixed load (reads, idempotent creates, sign-ins, refreshes) against the release build,
 # with the database cut off halfway (tests/soak/main.rs); prints statuses, p99 and RSS per minute and

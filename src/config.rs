@@ -56,7 +56,14 @@ pub struct Config {
     /// `COUNT_EXACT_LIMIT`: `GET /news/count` counts matches exactly up to this many; beyond it,
     /// it answers PostgreSQL's estimate, marked as such (default 1 000).
     pub count_exact_limit: i64,
+    /// `COMPRESSION_MIN_BYTES`: the smallest JSON body sent compressed to a client that accepts
+    /// gzip, br or zstd (default 1024; at most [`MAX_COMPRESSION_MIN_BYTES`], which no JSON
+    /// answer reaches: compression off).
+    pub compression_min_bytes: u64,
 }
+
+/// The largest `COMPRESSION_MIN_BYTES`: 64 MiB.
+pub const MAX_COMPRESSION_MIN_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How mail leaves the server: every mail is first written to the `mail_outbox` table, in the
 /// transaction of the change that causes it, and a worker in every replica sends it.
@@ -507,6 +514,12 @@ impl Config {
             },
             count_exact_limit: bounded(&get, "COUNT_EXACT_LIMIT", 1_000, 1..=MAX_COUNT_EXACT_LIMIT)
                 .map(|limit| i64::try_from(limit).unwrap_or(i64::MAX))?,
+            compression_min_bytes: bounded(
+                &get,
+                "COMPRESSION_MIN_BYTES",
+                crate::api::DEFAULT_COMPRESSION_MIN_BYTES,
+                0..=MAX_COMPRESSION_MIN_BYTES,
+            )?,
         })
     }
 

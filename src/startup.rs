@@ -18,8 +18,8 @@ use tokio::net::TcpListener;
 
 use crate::{
     api::{
-        AppState, AuthApi, Contract, EmailApi, NewsApi, PasswordApi, ServiceApi, SharedState,
-        response_headers, with_connection_slot,
+        AppState, AuthApi, Contract, EmailApi, NewsApi, PasswordApi, ResponseCompression,
+        ServiceApi, SharedState, response_headers, with_connection_slot,
     },
     auth::{JwtKeys, PasswordHasher},
     config::{Config, ConnectionConfig},
@@ -204,7 +204,11 @@ impl Application {
             listener,
             addr,
             replica_lag: read.map(|(_, lag_pool)| (lag_pool, Arc::clone(&state.metrics))),
-            app: routes(state).boxed(),
+            app: routes(
+                state,
+                ResponseCompression::new(config.compression_min_bytes),
+            )
+            .boxed(),
             connections: config.connections,
             trusted_proxies: config.trusted_proxies.clone(),
             open_files: server::raise_open_files_limit(),
@@ -316,7 +320,10 @@ static CONTRACT: LazyLock<Contract> = LazyLock::new(|| Contract::new(&api_servic
 const HOME_PAGE: &str = include_str!("home.html");
 
 /// The whole application: API, spec, explorer and home page, behind the [`middleware`].
-pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
+pub fn routes(
+    state: SharedState,
+    compression: ResponseCompression,
+) -> impl Endpoint<Output = poem::Response> {
     let contract: &'static Contract = &CONTRACT;
     let metrics = Arc::clone(&state.metrics);
     // The home page cannot be a route of its own at "/": the API is nested at "/", and poem's
@@ -331,17 +338,21 @@ pub fn routes(state: SharedState) -> impl Endpoint<Output = poem::Response> {
     middleware(
         contract.routes(Route::new()).nest("/", api).data(state),
         metrics,
+        compression,
     )
 }
 
 /// What every request passes through around `app`, outermost first: [`RequestIdentity`] (the
-/// request id), [`RecordMetrics`] (counted into `metrics`), [`RequestLog`] (the span and the access line, outside everything that can still
-/// change the answer, so it logs the status sent), the response headers, `Allow` on 405, the
+/// request id), [`RecordMetrics`] (counted into `metrics`), [`RequestLog`] (the span and the access
+/// line, outside everything that can still change the answer, so it logs the status and the
+/// body's bytes as sent, compressed or not), `compression` ([`ResponseCompression`]: outside the
+/// rest, so it sees every answer, errors included), the response headers, `Allow` on 405, the
 /// catch-all that renders every error as problem+json, and [`answer_panics`]. Public so a test can
 /// put an endpoint of its own (one that panics) behind exactly this stack.
 pub fn middleware(
     app: impl Endpoint + 'static,
     metrics: Arc<Metrics>,
+    compression: ResponseCompression,
 ) -> impl Endpoint<Output = poem::Response> {
     let contract: &'static Contract = &CONTRACT;
     answer_panics(app)
@@ -359,6 +370,7 @@ pub fn middleware(
             Ok(response)
         })
         .around(response_headers)
+        .with(compression)
         .with(RequestLog::new(contract))
         .with(RecordMetrics::new(metrics, contract))
         .with(RequestIdentity)

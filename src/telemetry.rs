@@ -209,8 +209,8 @@ impl<E: Endpoint> Endpoint for RequestIdentityEndpoint<E> {
 /// The access line is an `info` event with target `newsapi::access` (`RUST_LOG` can silence it
 /// alone) and fields `method`, `route` (the contract's template, `/news/{id}`, or `unmatched`:
 /// never the path alone, which holds ids: group by this one), `uri` (the target as
-/// [`loggable_uri`] writes it), `status`, `latency_ms`, `bytes` (the body's size when
-/// the response knows it up front, which every answer but a stream does; absent otherwise),
+/// [`loggable_uri`] writes it), `status`, `latency_ms`, `bytes` (the body's size as sent,
+/// compressed or not, when known up front: every answer but a stream; absent otherwise),
 /// `request_id`, `user_id` (once the bearer token was verified), `remote_addr`. It is written for
 /// every request that reached the application: answered, refused, panicked (the 500 it got), or
 /// dropped before its answer (the client hung up, or the server cut it off): then `status` is
@@ -384,7 +384,7 @@ impl Drop for AccessLine {
 
 /// The size of `response`'s body when it is known before it is sent (poem's bodies from bytes,
 /// strings and JSON know it; a stream does not).
-fn body_size(response: &mut Response) -> Option<u64> {
+pub(crate) fn body_size(response: &mut Response) -> Option<u64> {
     let body = http_body_util::combinators::BoxBody::from(response.take_body());
     let size = http_body::Body::size_hint(&body).exact();
     response.set_body(body);

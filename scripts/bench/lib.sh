@@ -182,6 +182,10 @@ server_env() {
     # server's log file), request ids and /metrics are on while the scenarios run.
     export RUST_LOG=${BENCH_RUST_LOG:-info} ACCESS_TOKEN_TTL_SECS=86400 \
         DATABASE_POOL_SIZE=$POOL DATABASE_POOL_TIMEOUT_MS=${DATABASE_POOL_TIMEOUT_MS:-1000}
+    # wrk and the account script are ONE client address standing for many clients: the per-address
+    # limits stay on (and cost what they cost), bounded above what the bench sends (2 x SIGNERS
+    # sign-ups into one database; SIGNIN_CONNS hashes at once, 16 by default).
+    export SIGNUP_MAX_PER_IP=${SIGNUP_MAX_PER_IP:-1000} HASH_QUEUE_MAX_PER_IP=${HASH_QUEUE_MAX_PER_IP:-64}
 }
 
 newsapi_accounts() {
@@ -289,6 +293,27 @@ if e["WITH_ANCHOR"] == "1":
                 "PGHOST": e["DB_HOST"], "PGPORT": e["DB_PORT"], "PGUSER": e["DB_USER"],
                 "PGDATABASE": e["ANCHOR_DB"]},
         "ready_url": f"http://127.0.0.1:{e['ANCHOR_STARTUP_PORT']}/ping",
+    }
+if e.get("WITH_PB") == "1":
+    pb = e["PB_DIR"]
+    ids = f"{out}/pb-ids.txt"
+    setup["targets"]["pocketbase"] = {
+        "base": f"http://127.0.0.1:{e['PB_PORT']}", "pid": int(open(f"{pb}/server.pid").read()),
+        # Driven by its own wrk script (MODE=...); no PostgreSQL: SQLite runs in its process.
+        "script": f"{pb}/bench.lua",
+        "bad_token": open(f"{out}/pb-bad-token.txt").read().strip(),
+        "files": {"ids": ids, "tokens": f"{out}/pb-tokens.tsv", "creds": f"{out}/pb-creds.tsv"},
+        # Seeded rows have rowids 1..N (scripts/bench/pocketbase-seed.py); S4 adds the others.
+        "reset": {"sqlite": f"{pb}/pb_data/data.db",
+                  "delete": f"DELETE FROM news WHERE rowid > {sum(1 for _ in open(ids))}"},
+    }
+    setup["machine"]["pocketbase"] = cmd(f"{pb}/.venv/bin/pocketbase", "--version")
+    setup["startup"]["pocketbase"] = {
+        "cmd": [f"{pb}/.venv/bin/pocketbase", "serve", "--http", f"127.0.0.1:{e['PB_STARTUP_PORT']}",
+                "--dir", f"{out}/pb-startup-data", "--migrationsDir", f"{pb}/pb_migrations",
+                "--automigrate=false"],
+        "cwd": pb, "env": {},
+        "ready_url": f"http://127.0.0.1:{e['PB_STARTUP_PORT']}/api/health",
     }
 json.dump(setup, open(f"{out}/setup.json", "w"), indent=1)
 PY

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{
-    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
+    ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState, account,
     body::present, client_ip, errors::error_statuses, session_ended, text::Text,
 };
 use crate::{
@@ -250,15 +250,10 @@ impl AuthApi {
             .await
             .map_err(ApiError::from)?;
         // Its verification link is mailed from the same transaction (`db::emails::sign_up`).
-        let token = SecretToken::generate().map_err(ApiError::internal)?;
-        let link = state.mail.link("/email/verify", &token.token);
-        let verify = emails::MailedToken {
-            hash: &token.hash,
-            expires_at: super::account::email_token_expiry(&state),
-            link: &link,
-        };
+        let verify =
+            account::mailed_token(&state, account::VERIFY_PATH, state.accounts.email_token_ttl)?;
         let user = db
-            .run(async |c| emails::sign_up(c, &email, name.as_ref(), &hash, verify).await)
+            .run(async |c| emails::sign_up(c, &email, name.as_ref(), &hash, &verify).await)
             .await?
             .ok_or(ApiError::Conflict(
                 "an account with this email already exists",

@@ -5,6 +5,7 @@
 mod account;
 mod auth;
 mod body;
+mod compression;
 mod conn;
 mod errors;
 mod headers;
@@ -24,6 +25,7 @@ pub use self::{
     account::{EmailApi, PasswordApi},
     auth::AuthApi,
     body::{JsonBody, MAX_BODY_BYTES},
+    compression::{DEFAULT_MIN_BYTES as DEFAULT_COMPRESSION_MIN_BYTES, ResponseCompression},
     conn::{ConnectionSlot, Db, ReadDb, with_connection_slot},
     errors::Errors,
     headers::{NO_STORE, NO_STORE_PATHS, add_response_headers, response_headers},

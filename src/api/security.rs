@@ -1,7 +1,8 @@
 //! The spec's `BearerAuth` scheme and the two extractors that carry it:
 //! - [`CurrentUser`]: the signed-in user, whose session was checked live before the handler runs;
-//! - [`ClaimedSession`]: only a verified token's claims, for the one handler (`GET /news/{id}`) that
-//!   checks the session in the same statement as its read (decision log D5 in BENCHMARKS.md).
+//! - [`ClaimedSession`]: only a verified token's claims, for the handlers (`GET /news/{id}`,
+//!   `GET /news`) that check the session in the same statement as their read (decision log D5 and
+//!   D10 in BENCHMARKS.md).
 //!
 //! Written by hand rather than derived: the derived scheme matches the `Bearer` prefix by case and
 //! answers every failure with the same plain-text 401, where RFC 6750 wants a case-insensitive

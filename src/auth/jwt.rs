@@ -6,12 +6,24 @@
 //! the configured algorithm and picks its key by `kid` among the current key and, with EdDSA, the
 //! previous ones still accepted during a rotation: a token with another `alg`, without a `kid` or
 //! with a `kid` of no such key is refused before its signature is looked at.
+//!
+//! A token that verified is remembered, by its exact text, in a bounded cache with the two claims
+//! the server uses and its `nbf` and `exp` (decision D9 in BENCHMARKS.md): the same token again
+//! skips base64, the signature and JSON parsing, and only its `nbf` and `exp` are checked again,
+//! with the same leeway. Everything else a verification checks depends on the token's text and on
+//! keys fixed for the life of the process, so its answer cannot change. Refused tokens are never
+//! remembered, and revocation does not depend on any of this: the session is checked in the
+//! database on every request.
 
 use std::time::Duration;
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::EncodePrivateKey;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind,
+    get_current_timestamp,
+};
+use quick_cache::sync::Cache;
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -28,6 +40,8 @@ pub const MAX_TOKEN_BYTES: usize = 8 * 1024;
 /// Put before `JWT_SECRET` in the hash an HS256 `kid` is made of, so that the `kid` is no hash
 /// of the secret that any other use of SHA-256 would produce.
 const HS256_KID_CONTEXT: &[u8] = b"newsapi access-token kid v1\0";
+/// How many verified tokens are remembered (about 0.5 KB each with its key: a few MB at most).
+const VERIFIED_CAPACITY: usize = 8 * 1024;
 
 /// The claims of an access token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +62,36 @@ pub struct AccessClaims {
     pub aud: String,
     /// The kind of token: always `access`.
     pub typ: String,
+}
+
+/// What a verified access token says: the two claims the server acts on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedToken {
+    /// The user's id.
+    pub sub: Uuid,
+    /// The session (refresh-token family) the token belongs to.
+    pub sid: Uuid,
+}
+
+/// A token that verified, as remembered: what it says and when it is valid.
+#[derive(Debug, Clone, Copy)]
+struct Remembered {
+    token: VerifiedToken,
+    nbf: u64,
+    exp: u64,
+}
+
+impl Remembered {
+    /// jsonwebtoken's own checks of `exp` and `nbf` (`validation::validate`), with the same leeway.
+    fn check(self, now: u64) -> Result<VerifiedToken, TokenError> {
+        if self.exp < now.saturating_sub(LEEWAY_SECS) {
+            Err(TokenError::Expired)
+        } else if self.nbf > now.saturating_add(LEEWAY_SECS) {
+            Err(TokenError::Invalid)
+        } else {
+            Ok(self.token)
+        }
+    }
 }
 
 /// Why a token was refused; the text is safe to show the client.
@@ -89,6 +133,8 @@ pub struct JwtKeys {
     issuer: String,
     audience: String,
     ttl: Duration,
+    /// Tokens that verified, by their exact text.
+    verified: Cache<Box<str>, Remembered>,
 }
 
 impl std::fmt::Debug for JwtKeys {
@@ -193,6 +239,7 @@ impl JwtKeys {
             issuer: config.issuer.clone(),
             audience: config.audience.clone(),
             ttl: config.access_token_ttl,
+            verified: Cache::new(VERIFIED_CAPACITY),
         }
     }
 
@@ -248,14 +295,36 @@ impl JwtKeys {
     }
 
     /// Verifies an access token: size, algorithm, key id, signature, `exp`, `nbf`, `iss`, `aud`,
-    /// `typ`.
+    /// `typ`. A token that verified before is only checked against its `nbf` and `exp` again.
     ///
     /// # Errors
     /// The first check the token fails.
-    pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+    pub fn verify(&self, token: &str) -> Result<VerifiedToken, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLong);
         }
+        if let Some(remembered) = self.verified.get(token) {
+            return remembered.check(get_current_timestamp());
+        }
+        let claims = self.verify_fully(token)?;
+        let token_said = VerifiedToken {
+            sub: claims.sub,
+            sid: claims.sid,
+        };
+        // jsonwebtoken read `exp` and `nbf` as u64 to check them, so they convert.
+        if let (Ok(nbf), Ok(exp)) = (u64::try_from(claims.nbf), u64::try_from(claims.exp)) {
+            let remembered = Remembered {
+                token: token_said,
+                nbf,
+                exp,
+            };
+            self.verified.insert(token.into(), remembered);
+        }
+        Ok(token_said)
+    }
+
+    /// Every check of [`Self::verify`], on the token's text.
+    fn verify_fully(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != self.algorithm {
             return Err(TokenError::Invalid);
@@ -384,6 +453,57 @@ mod tests {
             let token = sign(&claims(overrides.clone()), ALGORITHM);
             assert!(keys().verify(&token).is_err(), "accepted {overrides}");
         }
+    }
+
+    #[test]
+    fn a_remembered_token_is_checked_against_exp_and_nbf_with_the_same_leeway() {
+        let token = VerifiedToken {
+            sub: Uuid::new_v4(),
+            sid: Uuid::new_v4(),
+        };
+        let remembered = Remembered {
+            token,
+            nbf: 1_000,
+            exp: 2_000,
+        };
+        // jsonwebtoken: expired when `exp < now - leeway`, immature when `nbf > now + leeway`.
+        assert_eq!(remembered.check(2_000 + LEEWAY_SECS), Ok(token));
+        assert_eq!(
+            remembered.check(2_001 + LEEWAY_SECS),
+            Err(TokenError::Expired)
+        );
+        assert_eq!(remembered.check(1_000 - LEEWAY_SECS), Ok(token));
+        assert_eq!(
+            remembered.check(999 - LEEWAY_SECS),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn only_a_token_that_verified_is_remembered_and_it_verifies_the_same_again() {
+        let keys = keys();
+        let now = chrono::Utc::now().timestamp();
+        let refused = [
+            sign(&claims(serde_json::json!({"exp": now - 10})), ALGORITHM),
+            sign(&claims(serde_json::json!({"typ": "refresh"})), ALGORITHM),
+            sign(&claims(serde_json::json!({})), Algorithm::HS512),
+        ];
+        for token in &refused {
+            assert!(keys.verify(token).is_err());
+            assert!(keys.verify(token).is_err(), "refused twice");
+        }
+        assert_eq!(keys.verified.len(), 0);
+
+        let (user, session) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = keys.issue(user, session).unwrap();
+        let first = keys.verify(&token).unwrap();
+        assert_eq!(keys.verified.len(), 1);
+        assert_eq!(keys.verify(&token), Ok(first));
+        assert_eq!((first.sub, first.sid), (user, session));
+        // One character more or less is another token, verified on its own.
+        assert!(keys.verify(&format!("{token}A")).is_err());
+        assert!(keys.verify(&token[..token.len() - 1]).is_err());
+        assert_eq!(keys.verified.len(), 1);
     }
 
     #[test]

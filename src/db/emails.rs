@@ -17,24 +17,13 @@ use super::{
     mail::enqueue,
     schema::users,
     throttle::{self, Budget, Reserved},
-    tokens::{self, NewToken, Purpose},
+    tokens::{self, MailedToken, NewToken, Purpose},
     users::{EMAIL_TAKEN, UserRow, insert_user, mark_email_verified},
 };
 use crate::{
     domain::{Email, Role, UserName},
     mail::messages,
 };
-
-/// A one-time token to issue and the link that carries it, for the mail.
-#[derive(Debug, Clone, Copy)]
-pub struct MailedToken<'a> {
-    /// SHA-256 of the token.
-    pub hash: &'a [u8],
-    /// When it stops working.
-    pub expires_at: DateTime<Utc>,
-    /// `PUBLIC_BASE_URL` + path + `?token=…`.
-    pub link: &'a str,
-}
 
 /// Creates an account with the role `user` (as [`insert_user`]), and in the same transaction
 /// issues its email-verification token and queues the mail that carries it. `None` when the email
@@ -47,7 +36,7 @@ pub async fn sign_up(
     email: &Email,
     name: Option<&UserName>,
     password_hash: &str,
-    verify: MailedToken<'_>,
+    verify: &MailedToken,
 ) -> QueryResult<Option<UserRow>> {
     let canonical = email.canonical();
     conn.transaction(async |conn| {
@@ -57,7 +46,7 @@ pub async fn sign_up(
         tokens::issue(
             conn,
             NewToken {
-                hash: verify.hash,
+                hash: &verify.hash,
                 user_id: row.id,
                 purpose: Purpose::EmailVerify,
                 expires_at: verify.expires_at,
@@ -66,7 +55,7 @@ pub async fn sign_up(
             },
         )
         .await?;
-        enqueue(conn, &messages::verify_email(&row.email, verify.link)).await?;
+        enqueue(conn, &messages::verify_email(&row.email, &verify.link)).await?;
         Ok(Some(row))
     })
     .await
@@ -95,7 +84,7 @@ pub async fn resend_verification(
     user_id: Uuid,
     budgets: &[Budget],
     window: Duration,
-    verify: MailedToken<'_>,
+    verify: &MailedToken,
 ) -> QueryResult<Resent> {
     conn.transaction(async |conn| {
         // Not locked: `confirm_email` locks a token before the user, and this would lock the user
@@ -123,7 +112,7 @@ pub async fn resend_verification(
         tokens::issue(
             conn,
             NewToken {
-                hash: verify.hash,
+                hash: &verify.hash,
                 user_id,
                 purpose: Purpose::EmailVerify,
                 expires_at: verify.expires_at,
@@ -132,7 +121,7 @@ pub async fn resend_verification(
             },
         )
         .await?;
-        enqueue(conn, &messages::verify_email(&email, verify.link)).await?;
+        enqueue(conn, &messages::verify_email(&email, &verify.link)).await?;
         Ok(Resent::Sent)
     })
     .await
@@ -166,7 +155,7 @@ pub async fn request_email_change(
     new_email: &Email,
     budgets: &[Budget],
     window: Duration,
-    confirm: MailedToken<'_>,
+    confirm: &MailedToken,
 ) -> QueryResult<ChangeRequested> {
     let canonical = new_email.canonical();
     conn.transaction(async |conn| {
@@ -198,7 +187,7 @@ pub async fn request_email_change(
         tokens::issue(
             conn,
             NewToken {
-                hash: confirm.hash,
+                hash: &confirm.hash,
                 user_id,
                 purpose: Purpose::EmailChange,
                 expires_at: confirm.expires_at,
@@ -209,7 +198,7 @@ pub async fn request_email_change(
         .await?;
         enqueue(
             conn,
-            &messages::confirm_new_email(new_email.as_str(), confirm.link),
+            &messages::confirm_new_email(new_email.as_str(), &confirm.link),
         )
         .await?;
         Ok(ChangeRequested::Sent)

@@ -9,6 +9,7 @@ pub mod hash_slots;
 pub mod idempotency;
 pub mod mail;
 pub mod news;
+pub mod passwords;
 mod pool;
 pub mod replica;
 pub mod schema;

@@ -97,6 +97,19 @@ pub struct Page {
 }
 
 impl Page {
+    /// The page of the rows a [`page_query`] of `limit` read (one more than the page, if another
+    /// page follows).
+    fn of(mut rows: Vec<NewsRow>, limit: u32, order: SortOrder) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next = if rows.len() > limit {
+            rows.truncate(limit);
+            rows.last().map(|last| cursor_after(order, last))
+        } else {
+            None
+        };
+        Self { rows, next, order }
+    }
+
     /// The page cut short, if need be, so that its rows cost at most `budget` together, each
     /// costing `cost(row)` (its size as the client will get it, say). The first row is always
     /// kept, whatever it costs, so that every page moves the list on. After a cut, `next` leads
@@ -313,9 +326,9 @@ pub async fn find_news_in_session(
 
 /// The page of at most `limit` news that match `filter`, in `order`, starting after `after`.
 ///
-/// The reader's session is checked by a statement of its own, not in this one as for a single
-/// item: searches are planned anew each time, and planning the extra subquery cost more than the
-/// saved round trip bought (decision log D5 in BENCHMARKS.md).
+/// The reader's session is checked by a statement of its own: [`list_page_in_session`] checks it
+/// in this one, but a search is planned anew each time, and planning the extra subquery cost more
+/// than the saved round trip bought (decision log D5 in BENCHMARKS.md).
 ///
 /// # Errors
 /// Database errors.
@@ -326,11 +339,57 @@ pub async fn list_page(
     limit: u32,
     after: Option<Cursor>,
 ) -> QueryResult<Page> {
+    let rows = page_query(filter, order, limit, after)
+        .select(NewsRow::as_select())
+        .load(conn)
+        .await?;
+    Ok(Page::of(rows, limit, order))
+}
+
+/// [`list_page`] read in the same statement that checks the reader's session (decision log D10 in
+/// BENCHMARKS.md), for pages without a search (a cached prepared statement). An empty page takes a
+/// second statement to tell a live session (`Found` with no rows) from an ended one. Never
+/// `Missing`.
+///
+/// # Errors
+/// Database errors.
+pub async fn list_page_in_session(
+    conn: &mut AsyncPgConnection,
+    filter: &NewsFilter,
+    order: SortOrder,
+    limit: u32,
+    after: Option<Cursor>,
+    session: SessionRef,
+) -> QueryResult<SessionRead<Page>> {
+    let rows: Vec<(bool, NewsRow)> = page_query(filter, order, limit, after)
+        .select((exists(live_session(session)), NewsRow::as_select()))
+        .load(conn)
+        .await?;
+    let live = match rows.as_slice().first() {
+        Some((live, _)) => *live,
+        None => is_live(conn, session).await?,
+    };
+    Ok(if live {
+        let rows = rows.into_iter().map(|(_, row)| row).collect();
+        SessionRead::Found(Page::of(rows, limit, order))
+    } else {
+        SessionRead::Ended
+    })
+}
+
+type PageQuery = news::BoxedQuery<'static, Pg>;
+
+/// The query of a page, without its select list: one row more than the page, to know whether
+/// another page follows.
+fn page_query(
+    filter: &NewsFilter,
+    order: SortOrder,
+    limit: u32,
+    after: Option<Cursor>,
+) -> PageQuery {
     let ascending = order == SortOrder::OldestFirst;
-    // One row more than the page, to know whether another page follows.
     let mut query = news::table
         .filter(matching(filter))
-        .select(NewsRow::as_select())
         .limit(i64::from(limit) + 1)
         .into_boxed();
     if let Some(after) = after {
@@ -340,20 +399,11 @@ pub async fn list_page(
             id: after.id,
         });
     }
-    query = if ascending {
+    if ascending {
         query.order_by((news::date_created.asc(), news::id.asc()))
     } else {
         query.order_by((news::date_created.desc(), news::id.desc()))
-    };
-    let mut rows: Vec<NewsRow> = query.load(conn).await?;
-    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-    let next = if rows.len() > limit {
-        rows.truncate(limit);
-        rows.last().map(|last| cursor_after(order, last))
-    } else {
-        None
-    };
-    Ok(Page { rows, next, order })
+    }
 }
 
 /// How many news match a filter, and whether that number is exact.

@@ -49,6 +49,17 @@ pub struct NewToken<'a> {
     pub new_email: Option<&'a str>,
 }
 
+/// A one-time token to issue and the link that carries it, for the mail. No `Debug`: the link
+/// carries the token itself.
+pub struct MailedToken {
+    /// SHA-256 of the token.
+    pub hash: Vec<u8>,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
+    /// `PUBLIC_BASE_URL` + path + `?token=…`.
+    pub link: String,
+}
+
 /// A token that was just used up.
 #[derive(Debug, Clone, PartialEq, Eq, Queryable)]
 pub struct TakenToken {

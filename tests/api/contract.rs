@@ -34,6 +34,9 @@
 //!     a `parameters` or `headers` left empty): middleware reads and writes them for every
 //!     operation and every answer, where no handler can declare them. A test of its own checks that
 //!     `openapi.yaml` declares both on every operation and every response.
+//! 13. The `Content-Encoding` and `Vary` response headers are removed before comparing (with
+//!     `headers` left empty): the compression middleware writes them, where no handler can declare
+//!     them. A test of its own checks which responses of `openapi.yaml` declare them.
 
 use serde_json::{Map, Value, json};
 
@@ -192,10 +195,45 @@ fn remove_request_id(spec: &mut Value) -> Vec<String> {
     lacking
 }
 
+/// The headers the compression middleware writes (rule 13).
+const COMPRESSION_HEADERS: &[&str] = &["content-encoding", "vary"];
+
+/// Rule 13: takes `Content-Encoding` and `Vary` out of every response's headers; answers the
+/// responses that declared both, as `operationId status`.
+fn remove_compression_headers(spec: &mut Value) -> Vec<String> {
+    let mut declaring = Vec::new();
+    for (_, operation) in operations_mut(spec) {
+        let id = operation["operationId"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        for (status, response) in operation
+            .get_mut("responses")
+            .and_then(Value::as_object_mut)
+            .into_iter()
+            .flatten()
+        {
+            let Some(headers) = response.get_mut("headers").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            let before = headers.len();
+            headers.retain(|name, _| !COMPRESSION_HEADERS.contains(&&*name.to_ascii_lowercase()));
+            if before - headers.len() == COMPRESSION_HEADERS.len() {
+                declaring.push(format!("{id} {status}"));
+            }
+            if headers.is_empty() {
+                response.as_object_mut().map(|r| r.remove("headers"));
+            }
+        }
+    }
+    declaring
+}
+
 fn normalise(spec: &Value) -> Value {
     let mut spec = inline_refs(spec, spec);
     open_request_bodies(&mut spec);
     remove_request_id(&mut spec);
+    remove_compression_headers(&mut spec);
     let mut out = Map::new();
     out.insert("paths".into(), normalise_value(&spec["paths"], None));
     for section in ["schemas", "securitySchemes"] {
@@ -379,6 +417,23 @@ fn openapi_yaml_declares_x_request_id_on_every_operation_and_every_answer() {
     let generated = generated_spec();
     let lacking = remove_request_id(&mut inline_refs(&generated, &generated));
     assert!(!lacking.is_empty());
+}
+
+#[test]
+fn openapi_yaml_declares_content_encoding_and_vary_on_the_answers_that_carry_news() {
+    let authored = authored_spec();
+    let mut declaring = remove_compression_headers(&mut inline_refs(&authored, &authored));
+    declaring.sort();
+    assert_eq!(
+        declaring,
+        [
+            "createNews 201",
+            "getNews 200",
+            "listNews 200",
+            "replaceNews 200",
+            "updateNews 200"
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -7,6 +7,7 @@ mod account_password;
 mod admin;
 mod attacks;
 mod auth;
+mod compression;
 mod conditional;
 mod connections;
 mod contract;

@@ -360,7 +360,7 @@ fn a_panic_is_answered_500_problem_json_and_logged_with_its_request_id_and_a_bac
     let (response, body, rid) = runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let app = newsapi::startup::middleware(boom, Default::default());
+        let app = newsapi::startup::middleware(boom, Default::default(), Default::default());
         tokio::spawn(async move {
             newsapi::server::serve(
                 listener,

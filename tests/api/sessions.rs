@@ -436,6 +436,8 @@ async fn after_signing_out_no_news_can_be_read_whether_or_not_any_match() {
     let missing = format!("/news/{}", uuid::Uuid::nil());
     let page = "/news?limit=5";
     let empty_page = format!("/news?author_id={}", uuid::Uuid::nil());
+    // A search checks the session by a statement of its own; the other pages in their own (D10).
+    let search = "/news?q=kept";
     let read = |path: &str, tokens: &Value| app.authed(Method::GET, path, access_token(tokens));
     assert_eq!(read(&item, &laptop).send().await.unwrap().status(), 200);
     assert_eq!(read(&missing, &laptop).send().await.unwrap().status(), 404);
@@ -444,6 +446,7 @@ async fn after_signing_out_no_news_can_be_read_whether_or_not_any_match() {
         read(&empty_page, &laptop).send().await.unwrap().status(),
         200
     );
+    assert_eq!(read(search, &laptop).send().await.unwrap().status(), 200);
 
     // Act
     assert_eq!(
@@ -458,12 +461,15 @@ async fn after_signing_out_no_news_can_be_read_whether_or_not_any_match() {
     assert_invalid_token(read(&missing, &laptop).send().await.unwrap()).await;
     assert_invalid_token(read(page, &laptop).send().await.unwrap()).await;
     assert_invalid_token(read(&empty_page, &laptop).send().await.unwrap()).await;
+    assert_invalid_token(read(search, &laptop).send().await.unwrap()).await;
     assert_eq!(read(&item, &phone).send().await.unwrap().status(), 200);
     assert_eq!(read(&missing, &phone).send().await.unwrap().status(), 404);
     let listed: Value = json_of(read(page, &phone)).await;
     assert_eq!(listed["items"][0]["id"], news["id"]);
     let listed: Value = json_of(read(&empty_page, &phone)).await;
     assert_eq!(listed["items"], json!([]));
+    let listed: Value = json_of(read(search, &phone)).await;
+    assert_eq!(listed["items"][0]["id"], news["id"]);
 }
 
 #[tokio::test(flavor = "multi_thread")]

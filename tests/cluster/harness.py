@@ -15,39 +15,26 @@ Environment (set by tests/cluster/run.sh): CLUSTER_DATABASE_URL (a fresh databas
 run.sh), NEWSAPI_BIN, NGINX_BIN, PGBOUNCER_BIN.
 """
 
-import ctypes
 import os
 import pathlib
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.parse
 import uuid
 
-import httpx
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+# Shared with make bench-cluster (scripts/bench/driver/cluster.py).
+from procs import Nginx, die_with_parent, fill_template, free_port, stop, wait_listening, wait_ready  # noqa: E402
+
 PGBOUNCER_TEMPLATE = ROOT / "deploy" / "pgbouncer.ini"
 REPLICAS = 3
 READY_TIMEOUT = 30.0
-
-_libc = ctypes.CDLL(None, use_errno=True)
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent():
-    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def request_id():
@@ -76,23 +63,13 @@ class Replica:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         log.close()
 
     def wait_ready(self):
         """Polls the replica's own /readyz (not through nginx) until it answers 200."""
-        deadline = time.monotonic() + READY_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"replica {self.index} exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"replica {self.index} not ready within {READY_TIMEOUT} s")
+        wait_ready(self.proc, f"{self.url}/readyz", f"replica {self.index}", READY_TIMEOUT)
 
     def terminate(self, timeout=60):
         """SIGTERM, then waits for the process to exit; returns its exit status."""
@@ -111,82 +88,7 @@ class Replica:
             return False
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-class Nginx:
-    def __init__(self, ports, workdir):
-        self.prefix = workdir / "nginx"
-        self.prefix.mkdir()
-        # The workers run as `nobody` and write temporary files under the prefix.
-        os.chmod(workdir, 0o755)
-        os.chmod(self.prefix, 0o755)
-        self.port = free_port()
-        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in ports)
-        values = {"@PREFIX@": str(self.prefix), "@LISTEN@": f"127.0.0.1:{self.port}", "@SERVERS@": servers}
-        conf = fill_template(NGINX_TEMPLATE, values, "#")
-        self.conf = self.prefix / "nginx.conf"
-        self.conf.write_text(conf)
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self):
-        nginx = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-        check = subprocess.run(
-            [nginx, "-t", "-q", "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.prefix / "error.log")],
-            capture_output=True,
-            text=True,
-        )
-        if check.returncode != 0:
-            raise RuntimeError(f"nginx -t refused the configuration: {check.stderr}")
-        self.proc = subprocess.Popen(
-            [nginx, "-p", str(self.prefix), "-c", str(self.conf), "-e", str(self.prefix / "error.log"),
-             "-g", "daemon off;"],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.prefix / "stderr.log", "ab"),
-            preexec_fn=_die_with_parent,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError("nginx exited during start-up; see " + str(self.prefix))
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("nginx did not listen within 10 s")
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)  # graceful: finish what is in flight
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-
-
-def fill_template(template, values, comment):
-    """The template's text with its @…@ placeholders replaced (not in comment lines, which name them)."""
-    lines = []
-    for line in template.read_text().splitlines():
-        if not line.lstrip().startswith(comment):
-            for placeholder, value in values.items():
-                line = line.replace(placeholder, value)
-            assert "@" not in line.replace("@unavailable", ""), f"a placeholder left in {line!r}"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+        stop(self.proc)
 
 
 class PgBouncer:
@@ -233,7 +135,7 @@ class PgBouncer:
             os.setgroups([])
             os.setgid(self.as_user.pw_gid)
             os.setuid(self.as_user.pw_uid)
-        _die_with_parent()  # after setuid, which would clear it
+        die_with_parent()  # after setuid, which would clear it
 
     def start(self):
         self.proc = subprocess.Popen(
@@ -243,25 +145,13 @@ class PgBouncer:
             stderr=subprocess.STDOUT,
             preexec_fn=self._child_setup,
         )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"pgbouncer exited during start-up: {self.log_path.read_text(errors='replace')}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("pgbouncer did not listen within 10 s")
+        try:
+            wait_listening(self.proc, self.port, "pgbouncer")
+        except RuntimeError as err:
+            raise RuntimeError(f"{err}: {self.log_path.read_text(errors='replace')}") from None
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc, timeout=10)
 
 
 class Cluster:
@@ -300,8 +190,7 @@ class Cluster:
                 replica.start()
             for replica in self.replicas:
                 replica.wait_ready()
-            self.nginx = Nginx([r.port for r in self.replicas], self.workdir)
-            self.nginx.start()
+            self.nginx = Nginx(self.workdir / "nginx", [r.port for r in self.replicas]).start()
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -17,26 +17,25 @@ to the read-replica server: where the reads went.
 Environment (from cluster.sh): PRIMARY_URL, STANDBY_URL, OUT, BIN, NGINX_BIN, PG_PIDFILES, and
 DUR, WARM, ROUNDS, CONNS, QUIET_MAX and the servers' settings. Standard library only.
 """
-import ctypes
 import json
 import os
 import pathlib
-import signal
-import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load import BENCH_DIR, wrk  # noqa: E402
-from sample import HZ, all_pids, env_int, proc_stat, quiet_gate, total_busy  # noqa: E402
+from sample import HZ, Sampler, all_pids, env_int, proc_stat, quiet_gate  # noqa: E402
 from scenarios import SCENARIOS, lua_env  # noqa: E402
 
 ROOT = pathlib.Path(BENCH_DIR).parents[1]
-NGINX_TEMPLATE = ROOT / "deploy" / "nginx.conf"
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+# Shared with the cluster suite (tests/cluster/harness.py).
+from procs import Nginx, die_with_parent, free_port, stop, wait_ready  # noqa: E402
+
 OUT = pathlib.Path(os.environ["OUT"])
 SCEN = {s[0]: s for s in SCENARIOS}
 POINTS = [
@@ -46,18 +45,6 @@ POINTS = [
     ("direct", "1 replica, no nginx"),
     ("read-replica", "1 replica, no nginx, DATABASE_READ_URL = streaming standby"),
 ]
-
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _die_with_parent():
-    _libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ppid_of(pid):
@@ -83,82 +70,27 @@ class Server:
         self.log = open(work / "server.log", "wb")
         self.proc = subprocess.Popen([os.environ["BIN"]], cwd=work, env=self.env, stdout=self.log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=die_with_parent)
         self.pid = self.proc.pid
 
     def wait_ready(self):
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"{self.name} exited; see {OUT / self.name / 'server.log'}")
-            try:
-                with urllib.request.urlopen(self.url + "/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready in 30 s")
+        wait_ready(self.proc, self.url + "/readyz", f"{self.name} (see {OUT / self.name / 'server.log'})")
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop(self.proc)
 
 
-class Nginx:
-    """deploy/nginx.conf filled in as tests/cluster/harness.py does, run in the foreground."""
+def start_nginx(name, ports):
+    """deploy/nginx.conf in front of `ports`, as the cluster suite runs it; an earlier run's logs
+    removed first (the requests per upstream are counted from its access log)."""
+    for old in ("access.log", "error.log"):
+        (OUT / name / old).unlink(missing_ok=True)
+    return Nginx(OUT / name, ports).start()
 
-    def __init__(self, name, ports):
-        self.prefix = OUT / name
-        self.prefix.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.prefix, 0o755)  # the workers run as nobody and write under the prefix
-        for old in ("access.log", "error.log"):  # an earlier run's, counted per upstream below
-            (self.prefix / old).unlink(missing_ok=True)
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=0;" for p in ports)
-        values = {"@PREFIX@": str(self.prefix), "@LISTEN@": f"127.0.0.1:{self.port}", "@SERVERS@": servers}
-        lines = []
-        for line in NGINX_TEMPLATE.read_text().splitlines():
-            if not line.lstrip().startswith("#"):
-                for k, v in values.items():
-                    line = line.replace(k, v)
-                assert "@" not in line.replace("@unavailable", ""), line
-            lines.append(line)
-        conf = self.prefix / "nginx.conf"
-        conf.write_text("\n".join(lines) + "\n")
-        nginx = os.environ.get("NGINX_BIN", "/usr/sbin/nginx")
-        args = ["-p", str(self.prefix), "-c", str(conf), "-e", str(self.prefix / "error.log")]
-        subprocess.run([nginx, "-t", "-q", *args], check=True)
-        self.proc = subprocess.Popen([nginx, *args, "-g", "daemon off;"], stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                     preexec_fn=_die_with_parent)
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or self.proc.poll() is not None:
-                    raise RuntimeError(f"nginx {name} did not start; see {self.prefix}")
-                time.sleep(0.05)
 
-    def pids(self):
-        return {self.proc.pid} | {p for p in all_pids() if ppid_of(p) == self.proc.pid}
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGQUIT)
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def nginx_pids(nginx):
+    """nginx's master and its workers."""
+    return {nginx.proc.pid} | {p for p in all_pids() if ppid_of(p) == nginx.proc.pid}
 
 
 def postgres_pids():
@@ -170,57 +102,6 @@ def postgres_pids():
         except (OSError, ValueError):
             pass
     return masters | {p for p in all_pids() if ppid_of(p) in masters}
-
-
-class GroupSampler:
-    """CPU time by group every 0.2 s over one run, in % of one core; a process first seen during
-    the run (wrk) counts all its time. `other` is the whole machine minus the groups."""
-
-    def __init__(self, groups):
-        self.groups = groups  # pid -> group
-        self.first, self.last, self.group_of = {}, {}, {}
-        self.stop_flag = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-
-    def sample(self, initial):
-        for pid in all_pids():
-            group = self.groups.get(pid)
-            st = None
-            if group is None:
-                st = proc_stat(pid)
-                if st is None or st[0] != "wrk":
-                    continue
-                group = "wrk"
-            st = st or proc_stat(pid)
-            if st is None:
-                continue
-            self.group_of[pid] = group
-            self.first.setdefault(pid, st[1] if initial else 0)
-            self.last[pid] = st[1]
-
-    def loop(self):
-        while not self.stop_flag.wait(0.2):
-            self.sample(False)
-
-    def start(self):
-        self.t0, self.busy0 = time.monotonic(), total_busy()
-        self.sample(True)
-        self.thread.start()
-        return self
-
-    def stop(self):
-        self.stop_flag.set()
-        self.thread.join()
-        self.sample(False)
-        elapsed = time.monotonic() - self.t0
-        busy = total_busy() - self.busy0
-        ticks = {g: 0 for g in ("servers", "nginx", "postgres", "wrk")}
-        for pid, g in self.group_of.items():
-            ticks[g] += max(0, self.last[pid] - self.first[pid])
-        pct = lambda t: round(t / HZ / elapsed * 100, 1)  # noqa: E731
-        cpu = {g: pct(t) for g, t in ticks.items()}
-        cpu["other"] = round(max(0.0, pct(busy) - sum(cpu.values())), 1)
-        return cpu
 
 
 def xacts(url):
@@ -272,7 +153,7 @@ def main():
         started.append(rr)
         for s in started:
             s.wait_ready()
-        nginxes = {n: Nginx(f"nginx-{n}", [r.port for r in replicas[:n]]) for n in (1, 2, 3)}
+        nginxes = {n: start_nginx(f"nginx-{n}", [r.port for r in replicas[:n]]) for n in (1, 2, 3)}
         started += nginxes.values()
         print("servers: " + ", ".join(f"{s.name} pid {s.pid} {s.url}" for s in started if isinstance(s, Server)),
               flush=True)
@@ -294,7 +175,7 @@ def main():
         with urllib.request.urlopen(rr.url + "/metrics", timeout=10) as r:
             assert b"db_replica_up 1" in r.read(), "the read-replica server does not see its replica up"
 
-        all_nginx = set().union(*(x.pids() for x in nginxes.values()))
+        all_nginx = set().union(*(nginx_pids(x) for x in nginxes.values()))
         servers = {s.pid for s in started if isinstance(s, Server)}
         mine = servers | all_nginx
         runs = []
@@ -314,9 +195,10 @@ def main():
                     groups = {p: "servers" for p in servers}
                     groups.update({p: "nginx" for p in all_nginx})
                     groups.update({p: "postgres" for p in pg})
-                    sampler = GroupSampler(groups).start()
+                    # wrk by name; everything else (the main PostgreSQL cluster too) is "other".
+                    sampler = Sampler(0, groups, {"wrk": "wrk"}).start()
                     res = wrk(base, script, conns, dur, env, str(tag) + ".json")
-                    res["cpu_pct_of_one_core"] = sampler.stop()
+                    res["cpu_pct_of_one_core"] = sampler.stop()["cpu_pct_of_one_core"]
                     res.update(round=rnd, point=point, scenario=scen, label=label, conns=conns, dur_s=dur,
                                quiet_before=quiet, idle_wait_s=res_idle)
                     runs.append(res)

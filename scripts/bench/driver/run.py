@@ -24,6 +24,7 @@ names: this directory is on sys.path when run.py runs (investigations that reuse
 import argparse
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -32,13 +33,15 @@ import time
 from load import SCENARIO_DIR, bcrypt_times, pgbench, time_starts, wrk
 from report import check_targets, medians, table
 from sample import Sampler, drain, drain_postgres, env_int, quiet_gate, rss_kb
-from scenarios import SCENARIOS, lua_env
+from scenarios import PB, PB_LABELS, SCENARIOS, lua_env
 
 
 def one_run(setup, target, scen, rnd, resdir):
     name, label, script, conns, _ = scen
     t = setup["targets"][target]
     base, pid = t["base"], t["pid"]
+    if target == PB:  # the PocketBase anchor brings its own wrk script
+        script, label = t["script"], PB_LABELS.get(name, label)
     dur, warm = env_int("DUR", 10), env_int("WARM", 3)
     if name == "S5":
         # At cost 12 one round of 16 concurrent sign-ins takes ~2 s: run long enough for many.
@@ -68,8 +71,8 @@ def one_run(setup, target, scen, rnd, resdir):
         bg_result = {}
 
         def storm():
-            bg_result.update(wrk(base, signin[2], env_int("SIGNIN_CONNS", 16), dur + 4, bg_env,
-                                 bg_out))
+            bg_result.update(wrk(base, script if target == PB else signin[2],
+                                 env_int("SIGNIN_CONNS", 16), dur + 4, bg_env, bg_out))
 
         bg = threading.Thread(target=storm)
         bg.start()
@@ -104,6 +107,12 @@ def little(res, conns):
 
 def reset(setup, spec):
     """Removes the rows a write scenario added, so that every round starts from the seed."""
+    if spec.get("sqlite"):  # PocketBase: its SQLite file, written while it runs (WAL)
+        con = sqlite3.connect(spec["sqlite"], timeout=60)
+        with con:
+            con.execute(spec["delete"])
+        con.close()
+        return
     pg = setup["pgbench"]
     subprocess.run(["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-h", pg["host"], "-p",
                     str(pg["port"]), "-U", pg["user"], "-d", spec["db"], "-c", spec["delete"],

@@ -59,12 +59,23 @@ def all_pids():
 
 class Sampler:
     """Samples, every 0.2 s until stopped: the server's RSS, and CPU time by group — the server,
-    PostgreSQL, the load generator (wrk, pgbench), and everything else on the machine."""
+    PostgreSQL, the load generator (wrk, pgbench), and everything else on the machine.
 
-    GROUPS = {"postgres": "postgres", "wrk": "load", "pgbench": "load"}
+    `groups` (pid -> group) and `comm_groups` (command name -> group) replace that grouping
+    (make bench-cluster: its replicas, nginx, its own PostgreSQL clusters by pid, wrk by name)."""
 
-    def __init__(self, server_pid):
+    COMM_GROUPS = {"postgres": "postgres", "wrk": "load", "pgbench": "load"}
+
+    def __init__(self, server_pid, groups=None, comm_groups=None):
         self.server_pid = server_pid
+        self.pid_groups = dict(groups or {})
+        if server_pid:
+            self.pid_groups[server_pid] = "server"
+        self.comm_groups = self.COMM_GROUPS if comm_groups is None else comm_groups
+        if groups is None:
+            self.names = ["server", "postgres", "load"]
+        else:
+            self.names = list(dict.fromkeys([*self.pid_groups.values(), *self.comm_groups.values()]))
         self.stop_flag = threading.Event()
         self.first = {}
         self.last = {}
@@ -78,10 +89,7 @@ class Sampler:
             if st is None:
                 continue
             comm, ticks = st
-            if pid == self.server_pid:
-                group = "server"
-            else:
-                group = self.GROUPS.get(comm)
+            group = self.pid_groups.get(pid) or self.comm_groups.get(comm)
             if group is None:
                 continue
             self.group_of[pid] = group
@@ -114,7 +122,7 @@ class Sampler:
         self.sample(False)
         elapsed = time.monotonic() - self.t0
         busy = total_busy() - self.busy0
-        by_group = {"server": 0, "postgres": 0, "load": 0}
+        by_group = dict.fromkeys(self.names, 0)
         for pid, group in self.group_of.items():
             by_group[group] += max(0, self.last[pid] - self.first[pid])
         pct = lambda ticks: round(ticks / HZ / elapsed * 100, 1)

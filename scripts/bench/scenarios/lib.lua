@@ -78,11 +78,11 @@ function M.done(summary, latency, requests)
   local line = string.format(
     '{"requests":%d,"duration_us":%d,"rps":%.2f,"p50_ms":%.3f,"p90_ms":%.3f,"p99_ms":%.3f,' ..
     '"max_ms":%.3f,"mean_ms":%.3f,"non2xx":%d,"connect_err":%d,"read_err":%d,"write_err":%d,' ..
-    '"timeout_err":%d}',
+    '"timeout_err":%d,"bytes":%d}',
     summary.requests, summary.duration, summary.requests / (summary.duration / 1e6),
     latency:percentile(50) / 1000, latency:percentile(90) / 1000, latency:percentile(99) / 1000,
     latency.max / 1000, latency.mean / 1000,
-    e.status, e.connect, e.read, e.write, e.timeout)
+    e.status, e.connect, e.read, e.write, e.timeout, summary.bytes)
   local out = os.getenv("OUT")
   if out and out ~= "" then
     local f = assert(io.open(out, "a")); f:write(line .. "\n"); f:close()

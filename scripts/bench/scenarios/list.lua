@@ -3,6 +3,8 @@
 --   PAGES        pages per walk, first page included (default 5)
 --   STYLE        cursor (newsapi: next_cursor from the body) or
 --                skip (LoopBack anchor: /news-models?filter={"limit":20,"skip":20*k})
+--   ACCEPT_ENCODING  sent as Accept-Encoding when set (S2gz/S2br/S2zst; the cursor is inside the
+--                compressed body, so those run with PAGES=1)
 --   OUT          file the JSON summary line is appended to
 -- wrk asks each thread for requests without saying which connection they go to, so a walk is
 -- per thread rather than per connection: every page answered queues its next_cursor, and the
@@ -11,6 +13,7 @@ package.path = (os.getenv("BENCH_LUA_DIR") or "scripts/bench/scenarios") .. "/?.
 local lib = require("lib")
 local pages = tonumber(os.getenv("PAGES") or "5")
 local style = os.getenv("STYLE") or "cursor"
+local accept_encoding = os.getenv("ACCEPT_ENCODING") or ""
 local tokens
 local queue, head, tail = {}, 1, 0 -- cursors (newsapi) or page numbers (skip), with their depth
 local sent_depth = {}               -- depth of requests in flight, in order (FIFO per thread)
@@ -29,6 +32,7 @@ end
 
 function request()
   local h = lib.auth_headers(tokens)
+  if accept_encoding ~= "" then h["Accept-Encoding"] = accept_encoding end
   if style == "skip" then
     local page = math.random(0, pages - 1)
     local filter = string.format('{"limit":20,"skip":%d}', page * 20)

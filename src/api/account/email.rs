@@ -1,12 +1,11 @@
 //! `PATCH /account`, `POST /account/email`, `POST /email/verify`, `POST /email/verify/resend`.
 
-use chrono::{DateTime, Utc};
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query, types::MaybeUndefined};
 use serde::Deserialize;
 
 use super::{
-    check_current_password,
+    VERIFY_PATH, check_current_password, mailed_token,
     pages::{self, PageResponse},
 };
 use crate::{
@@ -14,17 +13,14 @@ use crate::{
         ApiTags, AppState, CurrentUser, Db, Errors, Json, JsonBody, NO_STORE, SharedState,
         auth::User, client_ip, errors::error_statuses, session_ended, text::Text,
     },
-    auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
+    auth::{PresentedAccountToken, account_mail_budgets, hash_secret_token},
     db::{
-        emails::{self, ChangeRequested, Confirmed, MailedToken as Mailed, Resent},
+        emails::{self, ChangeRequested, Confirmed, Resent},
         users,
     },
     domain::{CurrentPassword, Email, Invalid, TextRule, UserName},
     error::ApiError,
 };
-
-/// The path of the link in every mail about the account's email.
-const VERIFY_PATH: &str = "/email/verify";
 
 /// Profile fields to change; those absent stay as they are.
 #[derive(Debug, Deserialize, Object)]
@@ -173,18 +169,12 @@ impl EmailApi {
             .check()
             .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
         check_current_password(&state, req, &user, current_password).await?;
-        let token = SecretToken::generate().map_err(ApiError::internal)?;
-        let link = state.mail.link(VERIFY_PATH, &token.token);
-        let confirm = Mailed {
-            hash: &token.hash,
-            expires_at: expiry(&state),
-            link: &link,
-        };
+        let confirm = mailed_token(&state, VERIFY_PATH, state.accounts.email_token_ttl)?;
         let budgets = mail_budgets(&state, req, &user);
         let window = state.accounts.mail_window;
         let outcome = db
             .run(async |c| {
-                emails::request_email_change(c, user.id, &new_email, &budgets, window, confirm)
+                emails::request_email_change(c, user.id, &new_email, &budgets, window, &confirm)
                     .await
             })
             .await?;
@@ -285,17 +275,11 @@ impl EmailApi {
         if user.email_verified {
             return Err(already_verified().into());
         }
-        let token = SecretToken::generate().map_err(ApiError::internal)?;
-        let link = state.mail.link(VERIFY_PATH, &token.token);
-        let verify = Mailed {
-            hash: &token.hash,
-            expires_at: expiry(&state),
-            link: &link,
-        };
+        let verify = mailed_token(&state, VERIFY_PATH, state.accounts.email_token_ttl)?;
         let budgets = mail_budgets(&state, req, &user);
         let window = state.accounts.mail_window;
         let outcome = db
-            .run(async |c| emails::resend_verification(c, user.id, &budgets, window, verify).await)
+            .run(async |c| emails::resend_verification(c, user.id, &budgets, window, &verify).await)
             .await?;
         match outcome {
             Resent::Sent => {
@@ -307,13 +291,6 @@ impl EmailApi {
             Resent::Gone => Err(session_ended().into()),
         }
     }
-}
-
-/// When a token mailed now for an email stops working.
-pub(in crate::api) fn expiry(state: &AppState) -> DateTime<Utc> {
-    Utc::now()
-        + chrono::Duration::from_std(state.accounts.email_token_ttl)
-            .unwrap_or(chrono::Duration::MAX)
 }
 
 /// The account-mail budgets of a signed-in user's request.

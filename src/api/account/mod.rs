@@ -6,17 +6,40 @@ mod email;
 mod pages;
 mod password;
 
+use std::time::Duration;
+
+use chrono::Utc;
 use poem::Request;
 
-pub(super) use self::email::expiry as email_token_expiry;
 pub use self::{email::EmailApi, password::PasswordApi};
 use super::{AppState, CurrentUser, client_ip};
 use crate::{
-    auth::{Signin, SigninError},
-    db::users::UserRow,
+    auth::{SecretToken, Signin, SigninError},
+    db::{tokens::MailedToken, users::UserRow},
     error::ApiError,
     metrics,
 };
+
+/// The path of the link in every mail about the account's email.
+pub(super) const VERIFY_PATH: &str = "/email/verify";
+
+/// The path of the link in a password-reset mail.
+const RESET_PATH: &str = "/password/reset";
+
+/// A new one-time token for a mail, with its link to `path` (`PUBLIC_BASE_URL` + `path` +
+/// `?token=…`); it stops working `ttl` from now.
+pub(super) fn mailed_token(
+    state: &AppState,
+    path: &str,
+    ttl: Duration,
+) -> Result<MailedToken, ApiError> {
+    let token = SecretToken::generate().map_err(ApiError::internal)?;
+    Ok(MailedToken {
+        link: state.mail.link(path, &token.token),
+        hash: token.hash,
+        expires_at: Utc::now() + ttl,
+    })
+}
 
 /// Checks the signed-in user's current password before a change to the account, as sign-in
 /// checks a password: same throttle (a wrong one counts as a failed sign-in of the account; at the

@@ -1,13 +1,12 @@
 //! `POST /account/password`, `POST /password/forgot`, `POST /password/reset`,
 //! `POST /account/delete`.
 
-use diesel_async::AsyncConnection;
 use poem::{Request, web::Data};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Query};
 use serde::Deserialize;
 
 use super::{
-    check_current_password,
+    RESET_PATH, check_current_password, mailed_token,
     pages::{self, PageResponse},
 };
 use crate::{
@@ -15,11 +14,9 @@ use crate::{
         ApiTags, CurrentUser, Db, Errors, JsonBody, SharedState, client_ip, errors::error_statuses,
         session_ended, text::Text,
     },
-    auth::{PresentedAccountToken, SecretToken, account_mail_budgets, hash_secret_token},
+    auth::{PresentedAccountToken, account_mail_budgets, hash_secret_token},
     db::{
-        mail, sessions,
-        throttle::{self, Reserved},
-        tokens::{self, NewToken, Purpose},
+        passwords::{self, ResetRequested},
         users::{self, Deletion},
     },
     domain::{
@@ -27,7 +24,6 @@ use crate::{
         canonical_email,
     },
     error::ApiError,
-    mail::messages,
 };
 
 /// The current password, and the new one.
@@ -139,19 +135,9 @@ impl PasswordApi {
             .hash(password, client)
             .await
             .map_err(ApiError::from)?;
-        let notice = messages::password_changed(&account.email);
         let changed = db
             .run(async |c| {
-                c.transaction(async |c| {
-                    if !users::set_password_hash(c, user.id, &hash).await? {
-                        return Ok(false);
-                    }
-                    sessions::end_other_sessions(c, user.id, user.session).await?;
-                    tokens::revoke(c, user.id, Purpose::PasswordReset).await?;
-                    mail::enqueue(c, &notice).await?;
-                    Ok(true)
-                })
-                .await
+                passwords::change_password(c, user.id, user.session, &hash, &account.email).await
             })
             .await?;
         if !changed {
@@ -188,24 +174,20 @@ impl PasswordApi {
             .map_err(|invalid| ApiError::invalid(vec![invalid]))?;
         // An email no account can have (a NUL, which PostgreSQL cannot store, or a canonical form
         // too long to index) is simply unknown: only the address's count applies to it.
-        let recipient = Some(canonical_email(&email))
-            .filter(|canonical| {
-                !canonical.contains('\0') && canonical.len() <= MAX_CANONICAL_EMAIL_BYTES
-            })
-            .unwrap_or_default();
+        let recipient = Some(canonical_email(&email)).filter(|canonical| {
+            !canonical.contains('\0') && canonical.len() <= MAX_CANONICAL_EMAIL_BYTES
+        });
         let mut budgets = account_mail_budgets(
             state.accounts,
             client_ip(req, &state.trusted_proxies),
-            &recipient,
+            recipient.as_deref().unwrap_or_default(),
         );
-        if recipient.is_empty() {
+        if recipient.is_none() {
             budgets.truncate(1);
         }
         // Made whether or not an account has the email, so both paths do the same work before the
         // database is asked.
-        let token = SecretToken::generate().map_err(ApiError::internal)?;
-        let link = state.mail.link("/password/reset", &token.token);
-        let expires_at = chrono::Utc::now() + state.accounts.password_reset_ttl;
+        let reset = mailed_token(&state, RESET_PATH, state.accounts.password_reset_ttl)?;
         let window = state.accounts.mail_window;
         let reset_ttl_minutes = state.accounts.password_reset_ttl.as_secs().div_ceil(60);
         // Known and unknown emails take the same path in the same time, as far as anyone can
@@ -217,51 +199,24 @@ impl PasswordApi {
         // many samples anyone can take to average it out.
         let outcome = db
             .run(async |c| {
-                c.transaction(async |c| {
-                    let reservation = match throttle::reserve(c, &budgets, window).await? {
-                        Reserved::Granted(reservation) => reservation,
-                        Reserved::Refused { retry_after } => return Ok(Err(retry_after)),
-                    };
-                    // The counts are kept whatever follows: that is the point of them.
-                    drop(reservation);
-                    let user = if recipient.is_empty() {
-                        None
-                    } else {
-                        users::find_by_canonical_email(c, &recipient).await?
-                    };
-                    let Some(user) = user else {
-                        return Ok(Ok(false));
-                    };
-                    tokens::issue(
-                        c,
-                        NewToken {
-                            hash: &token.hash,
-                            user_id: user.id,
-                            purpose: Purpose::PasswordReset,
-                            expires_at,
-                            email_canonical: None,
-                            new_email: None,
-                        },
-                    )
-                    .await?;
-                    mail::enqueue(
-                        c,
-                        &messages::reset_password(&user.email, &link, reset_ttl_minutes),
-                    )
-                    .await?;
-                    Ok(Ok(true))
-                })
+                passwords::request_reset(
+                    c,
+                    recipient.as_deref(),
+                    &budgets,
+                    window,
+                    &reset,
+                    reset_ttl_minutes,
+                )
                 .await
             })
             .await?;
         match outcome {
-            Ok(queued) => {
-                if queued {
-                    state.mailer.wake();
-                }
+            ResetRequested::Sent => {
+                state.mailer.wake();
                 Ok(ForgotPasswordResponse::Accepted)
             }
-            Err(retry_after) => Err(ApiError::TooManyRequests(
+            ResetRequested::Unknown => Ok(ForgotPasswordResponse::Accepted),
+            ResetRequested::Refused(retry_after) => Err(ApiError::TooManyRequests(
                 retry_after,
                 "too many account mails asked for from this address or for this email",
             )
@@ -323,10 +278,7 @@ impl PasswordApi {
             state
                 .pool
                 .run(&mut conn, async |c| {
-                    match tokens::peek(c, &token_hash, Purpose::PasswordReset).await? {
-                        Some(user_id) => users::find_user(c, user_id).await,
-                        None => Ok(None),
-                    }
+                    passwords::reset_token_owner(c, &token_hash).await
                 })
                 .await
                 .map_err(ApiError::from)?
@@ -339,28 +291,10 @@ impl PasswordApi {
             .hash(password, client_ip(req, &state.trusted_proxies))
             .await
             .map_err(ApiError::from)?;
-        let notice = messages::password_changed(&account.email);
         // Taken now, in the transaction that uses it: of two resets racing with one token, one
         // wins and the other is 400.
         let reset = db
-            .run(async |c| {
-                c.transaction(async |c| {
-                    let Some(taken) = tokens::take(c, &token_hash, Purpose::PasswordReset).await?
-                    else {
-                        return Ok(false);
-                    };
-                    if !users::set_password_hash(c, taken.user_id, &hash).await? {
-                        return Ok(false);
-                    }
-                    sessions::end_all_sessions(c, taken.user_id).await?;
-                    // The link reached the account's current address (a change of email revokes
-                    // pending reset tokens): that proves it as a verification link would.
-                    users::mark_email_verified(c, taken.user_id, None).await?;
-                    mail::enqueue(c, &notice).await?;
-                    Ok(true)
-                })
-                .await
-            })
+            .run(async |c| passwords::reset_password(c, &token_hash, &hash, &account.email).await)
             .await?;
         if !reset {
             return Err(ApiError::InvalidAccountToken.into());

@@ -26,7 +26,7 @@ use self::{
 };
 use super::{
     ApiTags, AppState, ClaimedSession, CurrentUser, Db, Errors, Json, JsonBody, JsonBytes, ReadDb,
-    SharedState, idempotency,
+    SharedState, idempotency, session_ended,
 };
 use crate::{
     db::{
@@ -61,6 +61,9 @@ impl NewsApi {
     /// 1 MiB (1 048 576 bytes), like DynamoDB's 1 MB pages; then `next_cursor` leads on from the
     /// last item it holds, so nothing is skipped. A page holds at least one item whenever one
     /// matches. A short page is not the end of the list: a null `next_cursor` is.
+    // Without a search or a read replica, the session is checked in the statement that reads the
+    // page (decision D10); a search is planned anew each time, where the extra subquery costs more
+    // than the round trip it saves (D5), and a replica's reader is checked on the primary.
     #[oai(path = "/news", method = "get", operation_id = "listNews")]
     #[expect(
         clippy::too_many_arguments,
@@ -68,7 +71,7 @@ impl NewsApi {
     )]
     async fn list(
         &self,
-        _user: CurrentUser,
+        claimed: ClaimedSession,
         mut db: ReadDb,
         /// The most items on the page; fewer when more would exceed 1 MiB of JSON
         #[oai(
@@ -102,9 +105,27 @@ impl NewsApi {
         let filter = news_filter(q.0, author_id.0, created_after.0, created_before.0);
         // The validator keeps `limit` within 1..=100.
         let limit = u32::try_from(limit.0).unwrap_or(1);
-        let page = db
-            .run(async |c| db_news::list_page(c, &filter, order, limit, after).await)
+        let session = claimed.session();
+        let read = if db.on_replica() || filter.text.is_some() {
+            if db
+                .primary(async |c| db_sessions::is_live(c, session).await)
+                .await?
+            {
+                SessionRead::Found(
+                    db.run(async |c| db_news::list_page(c, &filter, order, limit, after).await)
+                        .await?,
+                )
+            } else {
+                SessionRead::Ended
+            }
+        } else {
+            db.run(async |c| {
+                db_news::list_page_in_session(c, &filter, order, limit, after, session).await
+            })
             .await?
+        };
+        // A page is never `Missing`: an empty one is `Found`.
+        let page = ClaimedSession::verdict(read, session_ended())?
             .within(MAX_PAGE_BYTES - PAGE_ENVELOPE_BYTES, json_size_bound);
         Ok(PageResponse::Ok(Json(NewsPage {
             items: page.rows.into_iter().map(News::from).collect(),

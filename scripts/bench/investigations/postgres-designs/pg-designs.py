@@ -7,7 +7,8 @@ variants interleaved round by round; prints medians. Called by pg-designs.sh.
 Experiments:
   S1  s1-now (4 statements: recycle check + session, recycle check + news) vs s1-fast-recycle
       (2) vs s1-one-statement (1); pgbench -M prepared, CONNS clients
-  S4  the insert with the full-text GIN index as migrated (fastupdate on) vs fastupdate off, and
+  S4  the insert with the full-text GIN index as migrated (fastupdate on) vs fastupdate off, vs
+      eight rows per multi-row INSERT (batched creates), and
       into the same table without the stored tsvector and its GIN index
   S3  the search query over an expression GIN index on to_tsvector(title || ' ' || body) (the
       first migration's design) vs the stored tsvector column with its own GIN index (the
@@ -76,12 +77,13 @@ def pgbench(name, scripts, mode, dur, log, db=DB):
 
 
 def experiment(title, variants, mode):
-    """variants: [(name, [scripts], setup_sql or None, teardown_sql or None[, database])]"""
+    """variants: [(name, [scripts], setup_sql or None, teardown_sql or None[, rows per
+    transaction[, database]])]: the table's tps and CPU are per row."""
     print(f"== {title}", flush=True)
     runs = []
     for rnd in range(1, ROUNDS + 1):
-        for name, scripts, before, after, *db in variants:
-            db = db[0] if db else DB
+        for name, scripts, before, after, *rest in variants:
+            db = rest[1] if len(rest) > 1 else DB
             if before:
                 psql(before, db)
             pgbench(name, scripts, mode, WARM, log=False, db=db)
@@ -95,13 +97,14 @@ def experiment(title, variants, mode):
                   f"{r['cpu']['load']} other {r['cpu']['other']}", flush=True)
     rows = []
     print(f"\n{title}: medians over {ROUNDS} rounds, {CONNS} clients, {DUR} s each")
-    print("| variant | tps | vs first | p50 ms | p99 ms | PostgreSQL CPU µs/transaction |")
+    print("| variant | rows/s | vs first | p50 ms | p99 ms | PostgreSQL CPU µs/row |")
     print("|---|---|---|---|---|---|")
     first = None
-    for name, *_ in variants:
+    for name, *rest in variants:
+        per = rest[3] if len(rest) > 3 else 1
         rs = [r for r in runs if r["variant"] == name]
         med = lambda k: statistics.median(r[k] for r in rs)
-        tps = med("tps")
+        tps = med("tps") * per
         first = first or tps
         pg_us = statistics.median(r["cpu"]["postgres"] for r in rs) / 100 / tps * 1e6
         row = {"variant": name, "tps": tps, "tps_all": [r["tps"] for r in rs],
@@ -148,6 +151,7 @@ def main():
             ("gin fastupdate=on (as migrated)", [p("s4-insert.sql")], alter("on"), cleanup),
             ("gin fastupdate=off", [p("s4-insert.sql")], alter("off"), cleanup),
             ("no tsvector, no GIN index", [p("s4-insert-plain.sql")], None, plain_cleanup),
+            ("8 rows per INSERT (batched)", [p("s4-insert-batch8.sql")], alter("on"), cleanup, 8),
         ], "prepared"))
         psql("; ".join(f"ALTER INDEX {g} RESET (fastupdate)" for g in gin))
     if "S3" in only:
@@ -225,14 +229,14 @@ def rum(rum_db, only):
     results = []
     if "RUM-S3" in only:
         results.append(experiment("S3: search pages (1st, after 20, after 200), GIN vs RUM", [
-            ("gin (as migrated)", scripts["gin"], None, None, DB),
-            ("rum, exact order", scripts["rum"], None, None, rum_db),
-            ("rum, distance only", scripts["rum-distance"], None, None, rum_db),
+            ("gin (as migrated)", scripts["gin"], None, None, 1, DB),
+            ("rum, exact order", scripts["rum"], None, None, 1, rum_db),
+            ("rum, distance only", scripts["rum-distance"], None, None, 1, rum_db),
         ], "simple"))
     if "RUM-S4" in only:
         results.append(experiment("S4: INSERT, GIN vs RUM", [
-            ("gin (as migrated)", [p("s4-insert.sql")], None, cleanup, DB),
-            ("rum, date attached", [p("s4-insert.sql")], None, cleanup, rum_db),
+            ("gin (as migrated)", [p("s4-insert.sql")], None, cleanup, 1, DB),
+            ("rum, date attached", [p("s4-insert.sql")], None, cleanup, 1, rum_db),
         ], "prepared"))
     return results
 
