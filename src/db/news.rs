@@ -419,9 +419,10 @@ pub struct Count {
 /// estimate. An exact count reads every match (a full-text match even detoasts each row's
 /// vector): 1.7 s for a frequent word at 10^5 rows, and counting only up to the limit is still a
 /// seq scan that stops late. So the planner's estimate of the filtered query comes first (one
-/// `EXPLAIN`, no rows read): well above the limit, it is the answer; otherwise the matches are
-/// counted up to `exact_limit + 1`, and only a count past the limit falls back to the estimate,
-/// raised to the number counted (decision log D13 in BENCHMARKS.md).
+/// `EXPLAIN`, no rows read): well above the limit, and not the fixed guess PostgreSQL makes for
+/// a word it has no statistics of, it is the answer; otherwise the matches are counted up to
+/// `exact_limit + 1`, and only a count past the limit falls back to the estimate, raised to the
+/// number counted (decision log D13 in BENCHMARKS.md).
 ///
 /// # Errors
 /// Database errors.
@@ -430,24 +431,33 @@ pub async fn count_news(
     filter: &NewsFilter,
     exact_limit: i64,
 ) -> QueryResult<Count> {
-    let matches = || {
+    let matches = |filter: &NewsFilter| {
         news::table
             .filter(matching(filter))
             .select(1_i32.into_sql::<Integer>())
     };
-    let plan: String = Around::<_, Text>::new("EXPLAIN (FORMAT JSON) ", matches(), "")
-        .get_result(conn)
-        .await?;
-    let estimate = planned_rows(&plan).unwrap_or(0);
+    let estimate = estimated_rows(conn, matches(filter)).await?;
     if estimate / ESTIMATE_MARGIN > exact_limit {
-        return Ok(Count {
-            count: estimate,
-            exact: false,
-        });
+        // A word outside the statistics' most common elements gets one fixed estimate whatever
+        // its true count (none, often): trusted only when it is above that of a word that
+        // cannot occur.
+        let trusted = filter.text.is_none() || {
+            let unknown = NewsFilter {
+                text: Some(UNKNOWN_WORD.to_string()),
+                ..filter.clone()
+            };
+            estimate > estimated_rows(conn, matches(&unknown)).await?
+        };
+        if trusted {
+            return Ok(Count {
+                count: estimate,
+                exact: false,
+            });
+        }
     }
     let counted: i64 = Around::<_, BigInt>::new(
         "SELECT count(*) FROM (",
-        matches().limit(exact_limit.saturating_add(1)),
+        matches(filter).limit(exact_limit.saturating_add(1)),
         ") AS matched",
     )
     .get_result(conn)
@@ -466,6 +476,20 @@ pub async fn count_news(
 /// How far above `COUNT_EXACT_LIMIT` the planner's estimate must be for a count to skip counting:
 /// its estimates of single words are within a few per cent, but of combined filters less sure.
 const ESTIMATE_MARGIN: i64 = 2;
+
+/// A word no news contains, for the estimate PostgreSQL gives any word it has no statistics of.
+const UNKNOWN_WORD: &str = "qzxjvkqzxjvk";
+
+/// PostgreSQL's estimate of the rows `query` returns (0 if `EXPLAIN` says nothing usable).
+async fn estimated_rows<Q: QueryFragment<Pg> + Send>(
+    conn: &mut AsyncPgConnection,
+    query: Q,
+) -> QueryResult<i64> {
+    let plan: String = Around::<_, Text>::new("EXPLAIN (FORMAT JSON) ", query, "")
+        .get_result(conn)
+        .await?;
+    Ok(planned_rows(&plan).unwrap_or(0))
+}
 
 /// The top node's row estimate in the output of `EXPLAIN (FORMAT JSON)`.
 fn planned_rows(plan: &str) -> Option<i64> {
