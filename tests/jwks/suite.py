@@ -24,7 +24,6 @@ import json
 import os
 import pathlib
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 BASE_URL = os.environ["BASE_URL"]
 NEWSAPI_BIN = os.environ["NEWSAPI_BIN"]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+from procs import free_port, stop  # noqa: E402
+
 LOGS = ROOT / "target" / "e2e"
 JWKS_PATH = "/.well-known/jwks.json"
 PASSWORD = "correct horse battery staple"
@@ -51,12 +53,6 @@ def check(name, ok, detail=""):
     results.append(bool(ok))
     print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + str(detail)}", flush=True)
     return bool(ok)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(method, url, body=None, token=None, headers=None):
@@ -160,15 +156,7 @@ class Servers:
         return False
 
     def stop(self):
-        if self.process is None:
-            return
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop(self.process)
         self.process = None
 
     def refuses_to_start(self, env):

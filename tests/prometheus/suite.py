@@ -12,7 +12,6 @@ non-zero when a check failed. Stops Prometheus whatever happens.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,9 @@ import urllib.request
 
 BASE_URL = os.environ["BASE_URL"]
 ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "scripts" / "lib"))
+from procs import free_port, stop  # noqa: E402
+
 LOG = ROOT / "target" / "e2e" / "prometheus.log"
 DEADLINE_SECS = 30
 JOB = "newsapi"
@@ -33,12 +35,6 @@ results = []
 def check(name, ok, detail=""):
     results.append(ok)
     print(f"{'ok  ' if ok else 'FAIL'} {name}{'' if ok else ': ' + detail}", flush=True)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(method, url, body=None, token=None):
@@ -133,12 +129,7 @@ def main():
         try:
             run_checks(prometheus, process)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop(process, timeout=10)
     failed = results.count(False)
     if failed:
         print(f"     Prometheus's log: {LOG}", flush=True)
