@@ -356,7 +356,7 @@ mod tests {
     const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef";
     const ALGORITHM: Algorithm = Algorithm::HS256;
 
-    fn config(signing: SigningKeys) -> JwtConfig {
+    pub(super) fn config(signing: SigningKeys) -> JwtConfig {
         JwtConfig {
             signing,
             issuer: "newsapi".into(),
@@ -525,19 +525,10 @@ mod tests {
 mod signing_keys {
     use ed25519_dalek::SigningKey;
 
-    use super::*;
+    use super::{tests::config, *};
 
     fn ed_key(seed: u8) -> SigningKey {
         SigningKey::from_bytes(&[seed; 32])
-    }
-
-    fn config(signing: SigningKeys) -> JwtConfig {
-        JwtConfig {
-            signing,
-            issuer: "newsapi".into(),
-            audience: "newsapi".into(),
-            access_token_ttl: Duration::from_secs(900),
-        }
     }
 
     fn ed_keys(current: u8, previous: &[u8]) -> JwtKeys {
